@@ -1,0 +1,192 @@
+"""Typed configuration schema (Hydra structured configs) and the objects a config builds.
+
+The schema gives every key its type and default, so a typo in an override or a preset is an error
+at start-up rather than a silently ignored setting. This module and the two entry points are the
+only places that read a config: everything they build takes plain arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from pose.data import AugmentationParams, CocoKeypoints
+from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
+
+
+@dataclass
+class ModelConfig:
+    name: str = "hrnet_w32"  # a name from pose.models.list_models()
+    num_joints: int = 17
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "coco"  # keypoint layout and dataset format: "coco"
+    root: str = "data/coco"  # dataset folder, layout in data/README.md
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    image_size: list[int] = field(default_factory=lambda: [192, 256])  # network input (w, h), px
+    heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
+    sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
+    num_workers: int = 4
+    # Training augmentation (official HRNet COCO values by default).
+    scale_factor: float = 0.35  # scale *= clip(1 + N(0,1)*f, 1-f, 1+f)
+    rotation_factor: float = 45.0  # degrees: clip(N(0,1)*f, -2f, 2f)
+    rotation_prob: float = 0.6
+    flip: bool = True
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8  # half-body only when more joints than this are labelled
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 210
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (None: run all epochs)
+    batch_size: int = 32
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    milestones: list[int] = field(default_factory=lambda: [170, 200])  # 0-based epoch indices
+    lr_gamma: float = 0.1
+    loss: str = "mse"  # mse | ohkm
+    ohkm_topk: int = 8
+    use_target_weight: bool = True
+    eval_interval: int = 10  # evaluate every N epochs (and always after the last one)
+    log_interval: int = 20  # optimizer steps between TensorBoard loss/lr points
+
+
+@dataclass
+class EvalConfig:
+    use_gt_boxes: bool = True  # False: person boxes from det_file, as the published numbers
+    det_file: Optional[str] = None  # COCO-results json of person boxes
+    det_score_threshold: float = 0.0  # detections scoring below this are dropped
+    flip_test: bool = True
+    shift_heatmap: bool = True  # shift the flipped heatmap one column right (official flip test)
+    post_process: bool = True  # quarter-offset refinement of the argmax
+    batch_size: int = 32
+    visibility_threshold: float = 0.2  # joints above this maxval count in the rescoring
+    oks_nms_threshold: float = 0.9
+    num_visualize: int = 8  # val images drawn with predicted skeletons (0: none)
+
+
+@dataclass
+class Config:
+    name: str = "default"  # experiment name, used in the run folder
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint: Optional[str] = None  # pose.eval: the checkpoint to evaluate
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra so ``conf/*.yaml`` compose on top of it."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else the CPU; an unavailable CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name} was asked for, but CUDA is not available here; "
+                         "use device=cpu or device=auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device={name!r} is not a device: expected auto, cpu, cuda or "
+                         "cuda:N") from error
+
+
+def keypoint_spec(data: DataConfig | DictConfig) -> KeypointSpec:
+    if data.dataset not in KEYPOINT_SPECS:
+        raise ValueError(f"data.dataset={data.dataset!r} is not known: expected one of "
+                         f"{sorted(KEYPOINT_SPECS)}")
+    return KEYPOINT_SPECS[data.dataset]
+
+
+def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | None = None,
+                  det_score_threshold: float = 0.0, seed: int = 0) -> CocoKeypoints:
+    """The train or val split of the configured dataset."""
+    if data.dataset != "coco":
+        raise ValueError(f"data.dataset={data.dataset!r}: only 'coco' is available so far")
+    augmentation = None
+    if train:
+        augmentation = AugmentationParams(
+            scale_factor=data.scale_factor, rotation_factor=data.rotation_factor,
+            rotation_prob=data.rotation_prob, flip=data.flip,
+            half_body_prob=data.half_body_prob, half_body_min_joints=data.half_body_min_joints,
+        )
+    return CocoKeypoints(
+        root=data.root, split=data.train_split if train else data.val_split,
+        image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
+        sigma=data.sigma, train=train, det_file=det_file,
+        keypoints=keypoint_spec(data), augmentation=augmentation,
+        det_score_threshold=det_score_threshold, seed=seed,
+    )
+
+
+def build_val_dataset(cfg: Config | DictConfig) -> CocoKeypoints:
+    """Val crops from GT boxes or, with ``eval.use_gt_boxes=false``, from ``eval.det_file``."""
+    det_file = None
+    if not cfg.eval.use_gt_boxes:
+        if not cfg.eval.det_file:
+            raise ValueError("eval.use_gt_boxes=false needs eval.det_file=<COCO-results json of "
+                             "person boxes>")
+        det_file = cfg.eval.det_file
+    return build_dataset(cfg.data, train=False, det_file=det_file,
+                         det_score_threshold=cfg.eval.det_score_threshold, seed=cfg.seed)
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python containers (what checkpoints store)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+
+def merge_checkpoint_config(cli_cfg: DictConfig, checkpoint_cfg: dict[str, Any],
+                            overrides: list[str]) -> DictConfig:
+    """The config a checkpoint was trained with, under the overrides given on the command line.
+
+    Order: schema defaults ← the checkpoint's config ← the command line's overrides (each
+    override's value is read from Hydra's composed ``cli_cfg``, so it is already typed).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(OmegaConf.structured(Config), checkpoint_cfg)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete():
+            raise ValueError(f"'~{key}': deleting config keys is not supported by pose.eval")
+        OmegaConf.update(merged, key, OmegaConf.select(cli_cfg, key), merge=False)
+    merged.checkpoint = cli_cfg.checkpoint
+    return merged
+
+
+USER_ERRORS = (OSError, ValueError, KeyError)
+
+
+def run_reporting_errors(program: str, function, *args) -> Any:
+    """Run an entry point; a user error (missing file, bad value) ends it with one clear line."""
+    import sys
+
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return function(*args)
+    except (*USER_ERRORS, OmegaConfBaseException) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"{program}: error: {message}", file=sys.stderr)
+        sys.exit(2)

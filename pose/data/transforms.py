@@ -1,0 +1,360 @@
+"""Top-down geometry and training augmentation, exact to the official HRNet pipeline.
+
+Conventions: image coordinates are 0-based pixels, x to the right and y down. A person box is
+described by a ``center`` (pixels) and a ``scale`` = box size / ``pixel_std`` (200 px) per axis,
+``[sx, sy]``. Sizes are always ``(width, height)``. Rotations are in degrees, counter-clockwise
+in the image as displayed (the official sign convention).
+
+The float32/float64 mix below is deliberate: the affine matrices are bit-equal to the official
+ones only if every intermediate is rounded to the same precision in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+PIXEL_STD = 200.0
+
+
+def box_to_center_scale(
+    box_xywh: Sequence[float] | np.ndarray,
+    aspect_ratio: float,
+    padding: float = 1.25,
+    pixel_std: float = PIXEL_STD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert a box to the (center, scale) that the crop uses.
+
+    Args:
+        box_xywh: ``[x, y, w, h]`` in pixels (top-left corner, width, height).
+        aspect_ratio: crop width / crop height (0.75 for 192x256).
+        padding: the box is enlarged by this factor after the aspect fix.
+        pixel_std: pixels per scale unit.
+
+    Returns:
+        ``center`` float32 [2] = box centre in pixels, ``scale`` float32 [2] = ``[w, h] / pixel_std
+        * padding`` after growing the short side so that ``w / h == aspect_ratio`` (never shrinks).
+    """
+    aspect_ratio, pixel_std = float(aspect_ratio), float(pixel_std)
+    x, y, width, height = (float(v) for v in box_xywh)
+    center = np.array([x + width * 0.5, y + height * 0.5], dtype=np.float32)
+    if width > aspect_ratio * height:
+        height = width / aspect_ratio
+    elif width < aspect_ratio * height:
+        width = height * aspect_ratio
+    # The official code rounds to float32 before the padding and pads in float32.
+    scale = np.array([width / pixel_std, height / pixel_std], dtype=np.float32)
+    # A centre x of -1 marks "no box" in the official code and is left unpadded.
+    if center[0] != -1:
+        scale = scale * np.float32(padding)
+    return center, scale
+
+
+def _third_point(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The point that makes ``first - second`` turn 90 degrees about ``second`` (float32)."""
+    direction = first - second
+    return second + np.array([-direction[1], direction[0]], dtype=np.float32)
+
+
+def get_affine_transform(
+    center: Sequence[float] | np.ndarray,
+    scale: Sequence[float] | np.ndarray,
+    rotation_deg: float,
+    output_size: Sequence[int] | np.ndarray,
+    inverse: bool = False,
+    pixel_std: float = PIXEL_STD,
+) -> np.ndarray:
+    """The [2, 3] float64 affine map from image pixels to crop pixels (or back if ``inverse``).
+
+    The box of width ``scale[0] * pixel_std`` centred on ``center`` and rotated by
+    ``rotation_deg`` maps onto the crop of ``output_size = (width, height)`` pixels, its width
+    onto the crop width.
+
+    Quirk P1 (reproduced): only ``scale[0]`` is used, so the map is a similarity (same zoom on
+    both axes) and ``scale[1]`` is ignored. It is harmless because our boxes are always
+    aspect-fixed (``box_to_center_scale`` and ``half_body_center_scale`` make
+    ``scale[1] / scale[0] == output height / output width``), and it keeps the published
+    weights' exact geometry.
+
+    ``center`` and ``scale`` keep their dtype (float32 from the box helpers, float64 after the
+    scale augmentation) as in the official code, which makes the matrix bit-equal to it.
+    """
+    center = np.asarray(center)
+    scale = np.asarray(scale)
+    if center.shape != (2,) or scale.shape != (2,):
+        raise ValueError(
+            f"center and scale must have shape [2], got {center.shape} and {scale.shape}"
+        )
+    output_width, output_height = (int(v) for v in output_size)
+    source_width = (scale * pixel_std)[0]
+    rotation_rad = np.pi * rotation_deg / 180
+    sin, cos = np.sin(rotation_rad), np.cos(rotation_rad)
+    # The box's "up" vector (0, -w/2), rotated.
+    half_up = source_width * -0.5
+    source_up = [0 * cos - half_up * sin, 0 * sin + half_up * cos]
+    target_up = np.array([0, output_width * -0.5], dtype=np.float32)
+
+    source = np.zeros((3, 2), dtype=np.float32)
+    target = np.zeros((3, 2), dtype=np.float32)
+    source[0] = center
+    source[1] = center + np.asarray(source_up)
+    target[0] = [output_width * 0.5, output_height * 0.5]
+    target[1] = np.array([output_width * 0.5, output_height * 0.5]) + target_up
+    source[2] = _third_point(source[0], source[1])
+    target[2] = _third_point(target[0], target[1])
+
+    if inverse:
+        return cv2.getAffineTransform(target, source)
+    return cv2.getAffineTransform(source, target)
+
+
+def affine_transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a [2, 3] affine ``matrix`` to ``points`` [N, 2] (pixels); returns [N, 2] float64."""
+    points = np.asarray(points, dtype=np.float64)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or matrix.shape != (2, 3):
+        raise ValueError(
+            f"expected points [N, 2] and matrix [2, 3], got {points.shape} and {matrix.shape}"
+        )
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    # One [2, 3] @ [3, 1] product per point, as the official per-joint loop computes it: this
+    # keeps the summation order, so results agree to the last bit on the fixtures.
+    return np.matmul(matrix, homogeneous[:, :, None])[:, :, 0]
+
+
+def crop_image(
+    image: np.ndarray,
+    center: Sequence[float] | np.ndarray,
+    scale: Sequence[float] | np.ndarray,
+    rotation_deg: float,
+    output_size: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the person box out of ``image`` [H, W, C] (any dtype cv2 accepts).
+
+    Returns the crop [out_h, out_w, C] with the image's dtype and the [2, 3] image-to-crop
+    matrix. Bilinear interpolation; pixels outside the image are 0 (quirk P12, reproduced: the
+    published weights saw this border, which becomes (0 - mean) / std after normalisation).
+    """
+    output_width, output_height = (int(v) for v in output_size)
+    matrix = get_affine_transform(center, scale, rotation_deg, (output_width, output_height))
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (output_width, output_height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return crop, matrix
+
+
+def flip_joints(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    image_width: int,
+    flip_pairs: Sequence[Sequence[int]] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror joints for a horizontally flipped image.
+
+    Args:
+        joints: [K, 2 or 3] pixels (x, y[, anything]).
+        visible: [K] visibility (0/1).
+        image_width: width W of the image in pixels; x' = W - 1 - x.
+        flip_pairs: (left, right) joint-id pairs that swap.
+
+    Returns:
+        ``(flipped_joints, flipped_visible)``; as in the official code the flipped joints are
+        multiplied by their visibility, so invisible joints become 0.
+    """
+    joints = np.array(joints, dtype=np.float64)
+    visible = np.array(visible, dtype=np.float64)
+    if joints.ndim != 2 or joints.shape[1] not in (2, 3) or visible.shape != joints.shape[:1]:
+        raise ValueError(
+            f"expected joints [K, 2 or 3] and visible [K], got {joints.shape} and {visible.shape}"
+        )
+    joints[:, 0] = image_width - joints[:, 0] - 1
+    permutation = np.arange(len(joints))
+    for left, right in flip_pairs:
+        permutation[left], permutation[right] = right, left
+    joints, visible = joints[permutation], visible[permutation]
+    return joints * visible[:, None], visible
+
+
+def half_body_center_scale(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    upper_body_ids: Sequence[int],
+    lower_body_ids: Sequence[int],
+    aspect_ratio: float,
+    upper_draw: float,
+    pixel_std: float = PIXEL_STD,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The box of the upper or the lower body, for the half-body augmentation.
+
+    Args:
+        joints: [K, 2+] pixels; visible: [K] visibility.
+        upper_body_ids, lower_body_ids: joint ids of each half.
+        aspect_ratio: crop width / crop height.
+        upper_draw: the standard-normal draw that picks the half. The upper body is chosen when
+            ``upper_draw < 0.5`` (about 69% of the time: the official code compares a normal,
+            not a uniform, draw with 0.5; reproduced) and it has more than 2 visible joints;
+            otherwise the lower body if it has more than 2, else the upper body.
+
+    Returns:
+        ``(center, scale)`` float32 [2] each: the mean of the chosen visible joints and their
+        extent, aspect-fixed, / pixel_std, x 1.5; or None when fewer than 2 joints are chosen.
+    """
+    # Python floats, as the official code's constants: numpy 2 then keeps float32 arithmetic.
+    aspect_ratio, pixel_std = float(aspect_ratio), float(pixel_std)
+    visible_mask = np.asarray(visible).reshape(len(joints), -1)[:, 0] > 0
+    upper_ids, lower_ids = set(upper_body_ids), set(lower_body_ids)
+    upper = [k for k in range(len(joints)) if visible_mask[k] and k in upper_ids]
+    lower = [k for k in range(len(joints)) if visible_mask[k] and k in lower_ids]
+    if upper_draw < 0.5 and len(upper) > 2:
+        chosen = upper
+    else:
+        chosen = lower if len(lower) > 2 else upper
+    if len(chosen) < 2:
+        return None
+
+    # float32 throughout, as the official code stacks the joints as float32.
+    points = np.asarray(joints, dtype=np.float32)[chosen, :2]
+    center = points.mean(axis=0)
+    width, height = points.max(axis=0) - points.min(axis=0)
+    if width > aspect_ratio * height:
+        height = width * 1.0 / aspect_ratio
+    elif width < aspect_ratio * height:
+        width = height * aspect_ratio
+    scale = np.array([width * 1.0 / pixel_std, height * 1.0 / pixel_std], dtype=np.float32)
+    return center, scale * np.float32(1.5)
+
+
+class RandomSource(Protocol):
+    """What the augmentation draws from; ``np.random.Generator`` satisfies it."""
+
+    def random(self) -> float:
+        """A uniform draw in [0, 1)."""
+        ...
+
+    def standard_normal(self) -> float:
+        """A standard-normal draw."""
+        ...
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """Training augmentation of the official recipe (COCO: 0.35, 45, 0.6, True, 0.3, 8).
+
+    scale_factor: the scale is multiplied by clip(N(1, SF^2), 1 - SF, 1 + SF).
+    rotation_factor: degrees; rotation = clip(N(0, RF^2), -2 RF, 2 RF) with ``rotation_prob``.
+    flip: mirror with probability 0.5.
+    half_body_prob: probability of the half-body box (<= 0 disables it), only for samples with
+        more than ``half_body_min_joints`` visible joints.
+    """
+
+    scale_factor: float = 0.35
+    rotation_factor: float = 45.0
+    rotation_prob: float = 0.6
+    flip: bool = True
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.scale_factor < 1:
+            raise ValueError(f"scale_factor must be in [0, 1), got {self.scale_factor}")
+        if self.rotation_factor < 0:
+            raise ValueError(f"rotation_factor must be >= 0, got {self.rotation_factor}")
+        if not 0 <= self.rotation_prob <= 1:
+            raise ValueError(f"rotation_prob must be in [0, 1], got {self.rotation_prob}")
+
+
+@dataclass(frozen=True)
+class SampleAugmentation:
+    """One sample's drawn augmentation.
+
+    ``center`` (float32 [2]) and ``scale`` ([2]; float64 once the scale factor is applied, as
+    in the official code) are in the unflipped image; the flip, if ``flip``, is applied after
+    them (``center[0] -> W - 1 - center[0]``). ``rotation`` is in degrees.
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+    rotation: float
+    flip: bool
+    half_body: bool
+
+
+def draw_augmentation(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    params: AugmentationParams,
+    upper_body_ids: Sequence[int],
+    lower_body_ids: Sequence[int],
+    aspect_ratio: float,
+    rng: RandomSource,
+    pixel_std: float = PIXEL_STD,
+) -> SampleAugmentation:
+    """Draw one training sample's augmentation in the official order (quirk P11, reproduced).
+
+    Draws, in order: ``random()`` half-body gate (only with more than
+    ``params.half_body_min_joints`` visible joints), ``standard_normal()`` upper-vs-lower (only if
+    the gate passed), ``standard_normal()`` scale, ``random()`` rotation gate, ``standard_normal()``
+    rotation (only if the gate passed), ``random()`` flip gate (only if ``params.flip``).
+
+    Args:
+        joints: [K, 2+] pixels; visible: [K]; center, scale: the person's box ([2] each).
+        rng: the random source (``np.random.Generator``, or a replay of logged draws).
+    """
+    center = np.asarray(center)
+    scale = np.asarray(scale)
+    visible = np.asarray(visible).reshape(len(joints), -1)[:, 0]
+    half_body = False
+    if visible.sum() > params.half_body_min_joints and rng.random() < params.half_body_prob:
+        box = half_body_center_scale(
+            joints, visible, upper_body_ids, lower_body_ids, aspect_ratio,
+            rng.standard_normal(), pixel_std,
+        )
+        if box is not None:
+            center, scale = box
+            half_body = True
+    factor = params.scale_factor
+    # np.clip returns a float64 scalar, so the scale becomes float64 (as in the official code).
+    scale = scale * np.clip(rng.standard_normal() * factor + 1, 1 - factor, 1 + factor)
+    rotation = 0.0
+    if rng.random() <= params.rotation_prob:
+        limit = params.rotation_factor * 2
+        rotation = float(np.clip(rng.standard_normal() * params.rotation_factor, -limit, limit))
+    flip = bool(params.flip and rng.random() <= 0.5)
+    return SampleAugmentation(
+        center=np.array(center, copy=True), scale=scale, rotation=rotation, flip=flip,
+        half_body=half_body,
+    )
+
+
+def flip_center_x(center: np.ndarray, image_width: int) -> np.ndarray:
+    """The centre [2] of a box in the horizontally flipped image: x' = W - 1 - x (same dtype)."""
+    flipped = np.array(center, copy=True)
+    flipped[0] = image_width - flipped[0] - 1
+    return flipped
+
+
+__all__ = [
+    "PIXEL_STD",
+    "AugmentationParams",
+    "RandomSource",
+    "SampleAugmentation",
+    "affine_transform_points",
+    "box_to_center_scale",
+    "crop_image",
+    "draw_augmentation",
+    "flip_center_x",
+    "flip_joints",
+    "get_affine_transform",
+    "half_body_center_scale",
+]

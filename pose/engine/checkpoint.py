@@ -1,0 +1,77 @@
+"""Checkpoints: atomic writes, readable errors, strict weight loading.
+
+A checkpoint is a dict with ``format`` ("pose-checkpoint"), ``model`` (state dict), ``config``
+(the resolved config as plain containers, so ``pose.eval`` needs nothing else), ``epoch``,
+``step``, ``metrics``, and for resuming ``optimizer`` and ``scheduler``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "pose-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not fit the model."""
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint`` to ``path`` atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read one of our checkpoints (on the CPU) or raise :class:`CheckpointError` saying why."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a pose checkpoint (expected a dict with format="
+            f"{CHECKPOINT_FORMAT!r}, 'model' and 'config', as pose.train writes)")
+    return checkpoint
+
+
+def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one readable error listing what does not fit."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    mismatched = [f"{key}: {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}"
+                  for key in own if key in state_dict and state_dict[key].shape != own[key].shape]
+    if missing or unexpected or mismatched:
+        def listing(keys: list[str]) -> str:
+            shown = ", ".join(keys[:5])
+            return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 5 else shown
+
+        parts = [f"the weights in {source} do not fit the model "
+                 f"{type(model).__name__} ({len(own)} entries; the file has {len(state_dict)})"]
+        if missing:
+            parts.append(f"missing keys: {listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {listing(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches (file vs model): {listing(mismatched)}")
+        parts.append("was the checkpoint trained with another model (model=... override)?")
+        raise CheckpointError("\n  ".join(parts))
+    model.load_state_dict(state_dict, strict=True)

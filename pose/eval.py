@@ -1,0 +1,83 @@
+"""Evaluate a checkpoint: ``python -m pose.eval checkpoint=<path> [overrides]``.
+
+The config comes from the checkpoint; overrides on the command line (``data.root=``,
+``eval.use_gt_boxes=false eval.det_file=...``, ``eval.flip_test=``) apply on top. Writes
+``results.json`` (COCO results format), ``metrics.json`` and ``predictions.jpg`` to a new folder
+beside the checkpoint (or ``hydra.run.dir=``), and prints the AP table.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from pose.config import (build_val_dataset, keypoint_spec, merge_checkpoint_config,
+                         register_configs, resolve_device, run_reporting_errors)
+from pose.engine.checkpoint import load_checkpoint, load_model_weights
+from pose.engine.inference import evaluate_coco, predict, write_evaluation
+from pose.engine.logger import setup_logging
+from pose.evaluation import format_metrics_table
+from pose.models import create_model
+from pose.visualize import save_prediction_grid
+
+register_configs()
+# The default output folder sits beside the checkpoint (conf/eval.yaml).
+OmegaConf.register_new_resolver("pose_dirname", lambda path: os.path.dirname(path) or ".",
+                                replace=True)
+
+
+def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
+        raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
+                              "Choose another folder with hydra.run.dir=...")
+    checkpoint = load_checkpoint(cli_cfg.checkpoint)
+    cfg = merge_checkpoint_config(cli_cfg, checkpoint["config"],
+                                  list(HydraConfig.get().overrides.task))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logger = setup_logging(out_dir)
+    device = resolve_device(cfg.device)
+
+    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    load_model_weights(model, checkpoint["model"], source=str(cfg.checkpoint))
+    model.to(device)
+    dataset = build_val_dataset(cfg)
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
+                        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    boxes = "GT boxes" if cfg.eval.use_gt_boxes else f"detections from {cfg.eval.det_file}"
+    logger.info("evaluating %s (%s) on %s/%s, %d crops from %s, flip test %s",
+                cfg.checkpoint, cfg.model.name, cfg.data.root, cfg.data.val_split, len(dataset),
+                boxes, "on" if cfg.eval.flip_test else "off")
+
+    spec = keypoint_spec(cfg.data)
+    predictions = predict(model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
+                          shift_heatmap=cfg.eval.shift_heatmap,
+                          post_process=cfg.eval.post_process)
+    metrics, results = evaluate_coco(predictions, dataset.annotation_file, spec.oks_sigmas,
+                                     visibility_threshold=cfg.eval.visibility_threshold,
+                                     oks_nms_threshold=cfg.eval.oks_nms_threshold)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_evaluation(out_dir, metrics, results)
+    if cfg.eval.num_visualize > 0:
+        picture = save_prediction_grid(dataset, results, out_dir / "predictions.jpg",
+                                       skeleton=spec.skeleton, num_images=cfg.eval.num_visualize,
+                                       score_threshold=cfg.eval.visibility_threshold)
+        logger.info("predicted skeletons on val images: %s", picture)
+    print(format_metrics_table(metrics))
+    logger.info("results.json and metrics.json written to %s", out_dir)
+    return metrics
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    run_reporting_errors("pose.eval", partial(evaluate, cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""HRNetV1 for top-down pose estimation (Sun et al., CVPR 2019).
+
+Images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4]. The network keeps a 1/4-resolution branch
+throughout, adds a 1/8, 1/16 and 1/32 branch in stages 2, 3 and 4, and fuses all branches at the
+end of every module. Module and parameter names (and their registration order) equal the
+official ``pose_hrnet.py`` state dict, so official checkpoints load with ``strict=True``.
+
+Variants are rows of :data:`HRNET_VARIANTS`; :func:`create_hrnet` is the one builder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from pose.models.heads import batch_norm, heatmap_conv, init_pose_weights
+
+BOTTLENECK_EXPANSION = 4
+# The coarsest branch is at 1/32; nearest upsampling only realigns the branches when every
+# stride-2 step halves the size exactly.
+INPUT_SIZE_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class HRNetSpec:
+    """Architecture of one HRNet variant (one row of the variant table).
+
+    stem_width: channels of the two stride-2 stem convs.
+    stage1_blocks, stage1_planes: stage 1 (``layer1``) is this many Bottlenecks of this many
+        planes; it outputs ``4 * stage1_planes`` channels.
+    stage_modules: number of HighResolutionModules in stages 2, 3, 4.
+    stage_blocks: BasicBlocks per branch in each module of stages 2, 3, 4.
+    widths: channels of the 1/4, 1/8, 1/16, 1/32 branches; stage s uses the first s.
+    """
+
+    stem_width: int
+    stage1_blocks: int
+    stage1_planes: int
+    stage_modules: tuple[int, int, int]
+    stage_blocks: tuple[int, int, int]
+    widths: tuple[int, int, int, int]
+
+
+HRNET_VARIANTS: dict[str, HRNetSpec] = {
+    # Official W32 (pose_hrnet w32 yaml): 28.5M params, 7.6 GMACs at 256x192.
+    "hrnet_w32": HRNetSpec(64, 4, 64, (1, 4, 3), (4, 4, 4), (32, 64, 128, 256)),
+    # Official W48: same depth as W32, 1.5x wider; 63.6M params.
+    "hrnet_w48": HRNetSpec(64, 4, 64, (1, 4, 3), (4, 4, 4), (48, 96, 192, 384)),
+    # CPU demo size in the spirit of timm's hrnet_w18_small: one module per stage, 2 blocks.
+    "hrnet_w16_small": HRNetSpec(64, 1, 32, (1, 1, 1), (2, 2, 2), (16, 32, 64, 128)),
+    # Smallest CPU demo: half of w16_small's widths and stem, 1 block per branch in stage 2.
+    "hrnet_w8_tiny": HRNetSpec(32, 1, 16, (1, 1, 1), (1, 2, 2), (8, 16, 32, 64)),
+}
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN plus identity, then ReLU; keeps channels and size."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(channels, channels)
+        self.bn1 = batch_norm(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(channels, channels)
+        self.bn2 = batch_norm(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + x)
+
+
+class Bottleneck(nn.Module):
+    """1x1-3x3-1x1 residual block, in_channels -> 4 * planes, stride 1.
+
+    The shortcut is a 1x1 conv + BN (``downsample``) when the channel count changes.
+    """
+
+    def __init__(self, in_channels: int, planes: int) -> None:
+        super().__init__()
+        out_channels = planes * BOTTLENECK_EXPANSION
+        self.conv1 = _conv1x1(in_channels, planes)
+        self.bn1 = batch_norm(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = batch_norm(planes)
+        self.conv3 = _conv1x1(planes, out_channels)
+        self.bn3 = batch_norm(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module = nn.Identity()
+        if in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                _conv1x1(in_channels, out_channels), batch_norm(out_channels)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.downsample(x))
+
+
+def _fuse_path(widths: Sequence[int], source: int, target: int) -> nn.Module:
+    """Maps branch ``source`` to the resolution and width of branch ``target`` (index = level)."""
+    if source == target:
+        # The official code stores None here; Identity has no state-dict entries either.
+        return nn.Identity()
+    if source > target:
+        return nn.Sequential(
+            _conv1x1(widths[source], widths[target]),
+            batch_norm(widths[target]),
+            nn.Upsample(scale_factor=2 ** (source - target), mode="nearest"),
+        )
+    # Downsampling: (target - source) stride-2 convs; the intermediate ones keep the source
+    # width and have a ReLU, the last maps to the target width without one.
+    steps: list[nn.Module] = []
+    num_steps = target - source
+    for step in range(num_steps):
+        if step == num_steps - 1:
+            steps.append(
+                nn.Sequential(
+                    _conv3x3(widths[source], widths[target], stride=2),
+                    batch_norm(widths[target]),
+                )
+            )
+        else:
+            steps.append(
+                nn.Sequential(
+                    _conv3x3(widths[source], widths[source], stride=2),
+                    batch_norm(widths[source]),
+                    nn.ReLU(inplace=True),
+                )
+            )
+    return nn.Sequential(*steps)
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branches of BasicBlocks, then every output sums all branches.
+
+    Input and output: a list of [N, widths[b], H/2^b, W/2^b] tensors, b = 0 .. len(widths)-1.
+    With ``multi_scale_output=False`` only the highest-resolution output (b = 0) is produced.
+    """
+
+    def __init__(
+        self, widths: Sequence[int], num_blocks: int, multi_scale_output: bool = True
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(*(BasicBlock(width) for _ in range(num_blocks))) for width in widths
+        )
+        num_outputs = len(widths) if multi_scale_output else 1
+        self.fuse_layers = nn.ModuleList(
+            nn.ModuleList(_fuse_path(widths, source, target) for source in range(len(widths)))
+            for target in range(num_outputs)
+        )
+        self.relu = nn.ReLU()
+
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
+        branch_outputs = [branch(x) for branch, x in zip(self.branches, features, strict=True)]
+        fused = []
+        for paths in self.fuse_layers:
+            total = paths[0](branch_outputs[0])
+            for source in range(1, len(branch_outputs)):
+                # Out of place: the identity term is a branch output that other rows still read.
+                total = total + paths[source](branch_outputs[source])
+            fused.append(self.relu(total))
+        return fused
+
+
+def _make_transition(in_widths: Sequence[int], out_widths: Sequence[int]) -> nn.ModuleList:
+    """Layers that turn the previous stage's branches into the next stage's inputs.
+
+    An existing branch keeps its tensor (Identity, official None) or, when its width changes,
+    gets conv3x3 + BN + ReLU. A new branch is made from the last existing branch by stride-2
+    conv3x3 + BN + ReLU steps (one per new level; intermediate steps keep the width).
+    """
+    layers: list[nn.Module] = []
+    for branch, out_width in enumerate(out_widths):
+        if branch < len(in_widths):
+            if in_widths[branch] == out_width:
+                layers.append(nn.Identity())
+            else:
+                layers.append(
+                    nn.Sequential(
+                        _conv3x3(in_widths[branch], out_width),
+                        batch_norm(out_width),
+                        nn.ReLU(inplace=True),
+                    )
+                )
+            continue
+        source_width = in_widths[-1]
+        num_steps = branch + 1 - len(in_widths)
+        steps = []
+        for step in range(num_steps):
+            step_width = out_width if step == num_steps - 1 else source_width
+            steps.append(
+                nn.Sequential(
+                    _conv3x3(source_width, step_width, stride=2),
+                    batch_norm(step_width),
+                    nn.ReLU(inplace=True),
+                )
+            )
+        layers.append(nn.Sequential(*steps))
+    return nn.ModuleList(layers)
+
+
+def _apply_transition(transition: nn.ModuleList, features: list[Tensor]) -> list[Tensor]:
+    # Existing branches read their own tensor, new branches the last (lowest-resolution) one.
+    last = len(features) - 1
+    return [layer(features[min(branch, last)]) for branch, layer in enumerate(transition)]
+
+
+def _make_stage(
+    widths: Sequence[int], num_modules: int, num_blocks: int, multi_scale_output: bool
+) -> nn.Sequential:
+    # Only the stage's last module may drop the lower-resolution outputs.
+    return nn.Sequential(
+        *(
+            HighResolutionModule(
+                widths, num_blocks, multi_scale_output or index < num_modules - 1
+            )
+            for index in range(num_modules)
+        )
+    )
+
+
+def _check_counts(name: str, values: Sequence[int], length: int) -> None:
+    if len(values) != length or any(not isinstance(value, int) or value < 1 for value in values):
+        raise ValueError(f"{name} must be {length} positive integers, got {tuple(values)}")
+
+
+class HRNet(nn.Module):
+    """HRNetV1 pose network: normalised images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4].
+
+    H and W must be multiples of 32. Arguments are the columns of :class:`HRNetSpec` plus
+    ``num_joints`` (K). Weights are initialised like the official ``init_weights``.
+    """
+
+    heatmap_stride = 4
+
+    def __init__(
+        self,
+        num_joints: int,
+        stem_width: int,
+        stage1_blocks: int,
+        stage1_planes: int,
+        stage_modules: Sequence[int],
+        stage_blocks: Sequence[int],
+        widths: Sequence[int],
+    ) -> None:
+        super().__init__()
+        _check_counts(
+            "num_joints, stem_width, stage1_blocks, stage1_planes",
+            (num_joints, stem_width, stage1_blocks, stage1_planes),
+            4,
+        )
+        _check_counts("stage_modules", stage_modules, 3)
+        _check_counts("stage_blocks", stage_blocks, 3)
+        _check_counts("widths", widths, 4)
+        widths = tuple(widths)
+
+        # Stem: two stride-2 conv3x3 + BN + ReLU, to 1/4 resolution.
+        self.conv1 = _conv3x3(3, stem_width, stride=2)
+        self.bn1 = batch_norm(stem_width)
+        self.conv2 = _conv3x3(stem_width, stem_width, stride=2)
+        self.bn2 = batch_norm(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+
+        stage1_width = stage1_planes * BOTTLENECK_EXPANSION
+        self.layer1 = nn.Sequential(
+            Bottleneck(stem_width, stage1_planes),
+            *(Bottleneck(stage1_width, stage1_planes) for _ in range(stage1_blocks - 1)),
+        )
+
+        self.transition1 = _make_transition([stage1_width], widths[:2])
+        self.stage2 = _make_stage(widths[:2], stage_modules[0], stage_blocks[0], True)
+        self.transition2 = _make_transition(widths[:2], widths[:3])
+        self.stage3 = _make_stage(widths[:3], stage_modules[1], stage_blocks[1], True)
+        self.transition3 = _make_transition(widths[:3], widths)
+        # The last module of stage 4 fuses into the 1/4 branch only.
+        self.stage4 = _make_stage(widths, stage_modules[2], stage_blocks[2], False)
+
+        self.final_layer = heatmap_conv(widths[0], num_joints, kernel_size=1)
+        init_pose_weights(self)
+
+    def forward(self, images: Tensor) -> Tensor:
+        height, width = images.shape[-2:]
+        if height % INPUT_SIZE_MULTIPLE or width % INPUT_SIZE_MULTIPLE:
+            raise ValueError(
+                f"HRNet input height and width must be multiples of {INPUT_SIZE_MULTIPLE}, "
+                f"got {height}x{width}"
+            )
+        x = self.relu(self.bn1(self.conv1(images)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.layer1(x)
+        features = self.stage2(_apply_transition(self.transition1, [x]))
+        features = self.stage3(_apply_transition(self.transition2, features))
+        features = self.stage4(_apply_transition(self.transition3, features))
+        return self.final_layer(features[0])
+
+
+def create_hrnet(name: str, num_joints: int = 17, **overrides: object) -> HRNet:
+    """Build the HRNet variant ``name`` from :data:`HRNET_VARIANTS`.
+
+    ``overrides`` replace columns of the variant's :class:`HRNetSpec` (e.g. ``widths=(...)``).
+    """
+    if name not in HRNET_VARIANTS:
+        raise ValueError(f"unknown HRNet variant {name!r}; known: {sorted(HRNET_VARIANTS)}")
+    fields = [field.name for field in dataclasses.fields(HRNetSpec)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown HRNet override(s) {unknown}; the table columns are {fields}")
+    spec = dataclasses.replace(HRNET_VARIANTS[name], **overrides)
+    return HRNet(num_joints=num_joints, **dataclasses.asdict(spec))

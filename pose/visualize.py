@@ -1,0 +1,64 @@
+"""Pictures of predictions: skeletons drawn on images, tiled into one JPEG."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+
+class ImageSource(Protocol):
+    def image_path(self, image_id: int) -> Path: ...
+
+
+def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: tuple[tuple[int, int], ...],
+              score_threshold: float = 0.2, colour: tuple[int, int, int] = (0, 255, 0)) -> None:
+    """Draw one person in place: ``keypoints`` [K, 3] = (x, y, score) in image pixels (BGR image).
+
+    Joints and limbs whose scores are not above ``score_threshold`` are left out.
+    """
+    thickness = max(1, round(max(image.shape[:2]) / 300))
+    shown = keypoints[:, 2] > score_threshold
+    points = np.round(keypoints[:, :2]).astype(int)
+    for first, second in skeleton:
+        if shown[first] and shown[second]:
+            cv2.line(image, tuple(points[first]), tuple(points[second]), colour, thickness,
+                     cv2.LINE_AA)
+    for point in points[shown]:
+        cv2.circle(image, tuple(point), thickness + 1, (0, 0, 255), -1, cv2.LINE_AA)
+
+
+def save_prediction_grid(dataset: ImageSource, results: list[dict[str, Any]], out_path: str | Path,
+                         skeleton: tuple[tuple[int, int], ...], num_images: int = 8,
+                         score_threshold: float = 0.2, min_person_score: float = 0.3,
+                         tile_size: int = 320) -> Path:
+    """Draw the predicted people (COCO results) on the first ``num_images`` images with
+    predictions, tile them into a grid of ``tile_size`` px squares, and write ``out_path``."""
+    people_by_image: dict[int, list[np.ndarray]] = defaultdict(list)
+    for result in results:
+        if result["score"] >= min_person_score:
+            keypoints = np.asarray(result["keypoints"], dtype=np.float64).reshape(-1, 3)
+            people_by_image[int(result["image_id"])].append(keypoints)
+    tiles = []
+    for image_id in sorted(people_by_image)[:num_images]:
+        image = cv2.imread(str(dataset.image_path(image_id)), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        for keypoints in people_by_image[image_id]:
+            draw_pose(image, keypoints, skeleton, score_threshold)
+        ratio = tile_size / max(image.shape[:2])
+        image = cv2.resize(image, None, fx=ratio, fy=ratio, interpolation=cv2.INTER_AREA)
+        tile = np.zeros((tile_size, tile_size, 3), np.uint8)
+        tile[:image.shape[0], :image.shape[1]] = image
+        tiles.append(tile)
+    if not tiles:
+        tiles = [np.zeros((tile_size, tile_size, 3), np.uint8)]
+    columns = min(4, len(tiles))
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    out_path = Path(out_path)
+    cv2.imwrite(str(out_path), np.vstack(rows))
+    return out_path

@@ -1,0 +1,104 @@
+"""Config composition: presets carry the official recipes' numbers; typos are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from pose.config import merge_checkpoint_config, register_configs, resolve_device
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+register_configs()
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+# (input w, h), (heatmap w, h), sigma, batch per GPU: recipes.md §1 and §5.
+OFFICIAL_RECIPES = {
+    "hrnet_w32_256x192": ("hrnet_w32", [192, 256], [48, 64], 2.0, 32),
+    "hrnet_w32_384x288": ("hrnet_w32", [288, 384], [72, 96], 3.0, 32),
+    "hrnet_w48_256x192": ("hrnet_w48", [192, 256], [48, 64], 2.0, 32),
+    "hrnet_w48_384x288": ("hrnet_w48", [288, 384], [72, 96], 3.0, 24),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(OFFICIAL_RECIPES))
+def test_presets_carry_official_recipe(experiment):
+    model, image_size, heatmap_size, sigma, batch_size = OFFICIAL_RECIPES[experiment]
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.name == experiment
+    assert cfg.model.name == model and cfg.model.num_joints == 17
+    assert list(cfg.data.image_size) == image_size
+    assert list(cfg.data.heatmap_size) == heatmap_size
+    assert cfg.data.sigma == sigma
+    assert (cfg.data.scale_factor, cfg.data.rotation_factor) == (0.35, 45.0)
+    assert (cfg.data.half_body_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.3, 8, True)
+    assert cfg.train.optimizer == "adam" and cfg.train.lr == 1e-3 and cfg.train.weight_decay == 0
+    assert list(cfg.train.milestones) == [170, 200] and cfg.train.lr_gamma == 0.1
+    assert cfg.train.epochs == 210 and cfg.train.batch_size == batch_size
+    assert cfg.eval.flip_test and cfg.eval.shift_heatmap
+
+
+def test_default_experiment_is_hrnet_w32():
+    assert compose_train().name == "hrnet_w32_256x192"
+
+
+def test_overrides_of_the_contract_apply():
+    cfg = compose_train("experiment=demo", "data.root=/somewhere", "train.epochs=3",
+                        "train.max_steps=7", "train.batch_size=5", "data.num_workers=0",
+                        "device=cpu", "eval.use_gt_boxes=false", "eval.det_file=/d.json",
+                        "eval.flip_test=false")
+    assert (cfg.data.root, cfg.train.epochs, cfg.train.max_steps) == ("/somewhere", 3, 7)
+    assert (cfg.train.batch_size, cfg.data.num_workers, cfg.device) == (5, 0, "cpu")
+    assert (cfg.eval.use_gt_boxes, cfg.eval.det_file, cfg.eval.flip_test) == (False, "/d.json",
+                                                                              False)
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_train("train.epoch=3")
+    assert "train.epoch" in str(error.value)
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_train("train.epochs=many")
+    assert "epochs" in str(error.value.__cause__ or error.value)
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    with pytest.raises(MissingConfigException) as error:
+        compose_train("experiment=hrnet_w99")
+    message = str(error.value)
+    assert "hrnet_w99" in message and "hrnet_w32_256x192" in message
+
+
+def test_checkpoint_config_under_command_line_overrides():
+    trained = OmegaConf.to_container(compose_train("experiment=demo", "data.root=/train/here"),
+                                     resolve=True)
+    trained.pop("hydra", None)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cli = compose(config_name="eval", overrides=["checkpoint=/x/best.pt",
+                                                     "data.root=/elsewhere",
+                                                     "eval.flip_test=false"])
+    merged = merge_checkpoint_config(cli, trained, ["checkpoint=/x/best.pt",
+                                                    "data.root=/elsewhere",
+                                                    "eval.flip_test=false"])
+    assert merged.data.root == "/elsewhere" and merged.eval.flip_test is False
+    assert merged.name == "demo" and merged.model.name == trained["model"]["name"]
+    assert list(merged.data.image_size) == trained["data"]["image_size"]
+    assert merged.checkpoint == "/x/best.pt"
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("gpu7")
