@@ -8,8 +8,7 @@ only places that read a config: everything they build takes plain arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -47,7 +46,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 210
-    max_steps: Optional[int] = None  # stop after this many optimizer steps (None: run all epochs)
+    max_steps: int | None = None  # stop after this many optimizer steps (None: run all epochs)
     batch_size: int = 32
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
@@ -65,7 +64,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     use_gt_boxes: bool = True  # False: person boxes from det_file, as the published numbers
-    det_file: Optional[str] = None  # COCO-results json of person boxes
+    det_file: str | None = None  # COCO-results json of person boxes
     det_score_threshold: float = 0.0  # detections scoring below this are dropped
     flip_test: bool = True
     shift_heatmap: bool = True  # shift the flipped heatmap one column right (official flip test)
@@ -81,7 +80,7 @@ class Config:
     name: str = "default"  # experiment name, used in the run folder
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    checkpoint: Optional[str] = None  # pose.eval: the checkpoint to evaluate
+    checkpoint: str | None = None  # pose.eval: the checkpoint to evaluate
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

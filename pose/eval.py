@@ -17,8 +17,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from pose.config import (build_val_dataset, keypoint_spec, merge_checkpoint_config,
-                         register_configs, resolve_device, run_reporting_errors)
+from pose.config import (
+    build_val_dataset,
+    keypoint_spec,
+    merge_checkpoint_config,
+    register_configs,
+    resolve_device,
+    run_reporting_errors,
+)
 from pose.engine.checkpoint import load_checkpoint, load_model_weights
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging

@@ -17,8 +17,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from pose.config import (build_dataset, build_val_dataset, keypoint_spec, register_configs,
-                         resolve_device, run_reporting_errors, to_plain)
+from pose.config import (
+    build_dataset,
+    build_val_dataset,
+    keypoint_spec,
+    register_configs,
+    resolve_device,
+    run_reporting_errors,
+    to_plain,
+)
 from pose.data import collate_skip_none
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging
@@ -44,8 +51,8 @@ def train(cfg: DictConfig) -> None:
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
-    loader_options = dict(num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                          persistent_workers=cfg.data.num_workers > 0)
+    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
+                      "persistent_workers": cfg.data.num_workers > 0}
     train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True,
                               drop_last=len(train_set) > cfg.train.batch_size,
                               collate_fn=collate_skip_none,

@@ -8,8 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from pose.engine.checkpoint import (CheckpointError, load_checkpoint, load_model_weights,
-                                    save_checkpoint)
+from pose.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+)
 from pose.engine.trainer import build_optimizer, multistep_lr
 
 

@@ -99,7 +99,7 @@ def _load_detections(det_file: Path, score_threshold: float) -> list[dict[str, A
     with open(det_file) as handle:
         detections = json.load(handle)
     if not isinstance(detections, list):
-        raise ValueError(
+        raise TypeError(
             f"detection file {det_file} must hold a JSON list of detections, "
             f"got {type(detections).__name__}"
         )
@@ -186,7 +186,9 @@ class CocoKeypoints(Dataset):
         self.augmentation = augmentation if augmentation is not None else AugmentationParams()
         self.padding = padding
         self.seed = seed
-        self.epoch = 0
+        # In shared memory so that set_epoch reaches DataLoader workers that outlive an epoch
+        # (persistent_workers=True), which hold their own copy of the dataset.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # Python float, as the official code: it sets the float32/float64 rounding downstream.
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
 
@@ -206,7 +208,8 @@ class CocoKeypoints(Dataset):
     # ----------------------------------------------------------------------------------------
     # Records
 
-    def _image_path(self, image_id: int) -> Path:
+    def image_path(self, image_id: int) -> Path:
+        """Where the image with COCO id ``image_id`` is read from."""
         return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
     def _ground_truth_records(self) -> list[dict[str, Any]]:
@@ -241,7 +244,7 @@ class CocoKeypoints(Dataset):
                 records.append(
                     {
                         "image_id": image_id,
-                        "image_path": self._image_path(image_id),
+                        "image_path": self.image_path(image_id),
                         "box_xywh": box,
                         "center": center,
                         "scale": scale,
@@ -269,7 +272,7 @@ class CocoKeypoints(Dataset):
             records.append(
                 {
                     "image_id": image_id,
-                    "image_path": self._image_path(image_id),
+                    "image_path": self.image_path(image_id),
                     "box_xywh": [float(v) for v in detection["bbox"]],
                     "center": center,
                     "scale": scale,
@@ -288,9 +291,17 @@ class CocoKeypoints(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose augmentation draws the items use."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose augmentation draws the next items use."""
-        self.epoch = int(epoch)
+        """Select the epoch whose augmentation draws the next items use.
+
+        Call it before iterating over the epoch's DataLoader; it also reaches persistent workers.
+        """
+        self._epoch.fill_(int(epoch))
 
     def sample_rng(self, index: int) -> np.random.Generator:
         """The generator of sample ``index`` in the current epoch (depends on seed, epoch, index)."""

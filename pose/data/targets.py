@@ -48,9 +48,12 @@ def gaussian_heatmaps(
     mu = -3 sigma - 1 keeps weight 1 with an all-zero map.
     """
     joints = np.asarray(joints, dtype=np.float64)
-    visible = np.asarray(visible).reshape(len(joints), -1)[:, 0]
-    if joints.ndim != 2 or joints.shape[1] < 2:
-        raise ValueError(f"joints must have shape [K, 2+], got {joints.shape}")
+    visible = np.asarray(visible)
+    if joints.ndim != 2 or joints.shape[1] < 2 or len(visible) != len(joints):
+        raise ValueError(
+            f"expected joints [K, 2+] and visible [K], got {joints.shape} and {visible.shape}"
+        )
+    visible = visible.reshape(len(joints), -1)[:, 0]
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     heatmap_width, heatmap_height = (int(v) for v in heatmap_size)

@@ -64,8 +64,8 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
             shown = ", ".join(keys[:5])
             return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 5 else shown
 
-        parts = [f"the weights in {source} do not fit the model "
-                 f"{type(model).__name__} ({len(own)} entries; the file has {len(state_dict)})"]
+        parts = [(f"the weights in {source} do not fit the model {type(model).__name__} "
+                  f"({len(own)} entries; the file has {len(state_dict)})")]
         if missing:
             parts.append(f"missing keys: {listing(missing)}")
         if unexpected:

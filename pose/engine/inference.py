@@ -17,8 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pose.evaluation import coco_results, decode_heatmaps, flip_test_average
-from pose.evaluation import pycocotools_keypoint_stats
+from pose.evaluation import (
+    coco_results,
+    decode_heatmaps,
+    flip_test_average,
+    pycocotools_keypoint_stats,
+)
 
 
 @dataclass

@@ -72,10 +72,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     for batch in bar:
         if max_steps is not None and state.step >= max_steps:
             break
+        state.skipped_images += int(batch.get("num_skipped", 0))
+        if "image" not in batch:  # every image of this batch was unreadable
+            continue
         images = batch["image"].to(device, non_blocking=True)
         targets = batch["target"].to(device, non_blocking=True)
         target_weights = batch["target_weight"].to(device, non_blocking=True)
-        state.skipped_images += int(batch.get("num_skipped", 0))
 
         loss = loss_fn(model(images), targets, target_weights)
         optimizer.zero_grad(set_to_none=True)
