@@ -9,6 +9,7 @@ beside the checkpoint (or ``hydra.run.dir=``), and prints the AP table.
 from __future__ import annotations
 
 import os
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
-    load_model_weights(model, checkpoint["model"], source=str(cfg.checkpoint))
+    trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
+    load_model_weights(model, checkpoint["model"], model_name=cfg.model.name,
+                       source=f"{cfg.checkpoint} (trained as {trained_as})")
     model.to(device)
     dataset = build_val_dataset(cfg)
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
@@ -86,4 +89,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if not any(arg.startswith(("checkpoint=", "-")) for arg in sys.argv[1:]):
+        sys.exit("pose.eval: error: checkpoint=<path> is required (a .pt file written by pose.train)")
     main()

@@ -52,8 +52,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one readable error listing what does not fit."""
+def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
+                       model_name: str | None = None) -> None:
+    """``load_state_dict(strict=True)`` with one readable error listing what does not fit.
+
+    ``source`` (a path) and ``model_name`` only make the error message say what was compared.
+    """
     own = model.state_dict()
     missing = [key for key in own if key not in state_dict]
     unexpected = [key for key in state_dict if key not in own]
@@ -64,7 +68,7 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
             shown = ", ".join(keys[:5])
             return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 5 else shown
 
-        parts = [(f"the weights in {source} do not fit the model {type(model).__name__} "
+        parts = [(f"the weights in {source} do not fit the model {model_name or type(model).__name__} "
                   f"({len(own)} entries; the file has {len(state_dict)})")]
         if missing:
             parts.append(f"missing keys: {listing(missing)}")

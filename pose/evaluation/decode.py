@@ -1,0 +1,215 @@
+"""Heatmap decoding and the flip test, exactly as the official HRNet test code does them.
+
+All functions are batched torch code that runs on CPU and CUDA tensors alike. Heatmap coordinates
+are 0-based heatmap cells with x along the width; image coordinates are 0-based pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+# Cells by which post-processing moves a peak towards its higher neighbour.
+QUARTER_OFFSET = 0.25
+
+
+def _channel_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
+    """Index map that swaps each (left, right) pair: ``swapped[k] = original[perm[k]]``."""
+    permutation = list(range(num_joints))
+    for left, right in flip_pairs:
+        if not (0 <= left < num_joints and 0 <= right < num_joints):
+            raise ValueError(
+                f"flip pair ({left}, {right}) is out of range for {num_joints} joints"
+            )
+        permutation[left], permutation[right] = right, left
+    return permutation
+
+
+def _check_heatmaps(heatmaps: torch.Tensor, name: str = "heatmaps") -> None:
+    if heatmaps.dim() != 4:
+        raise ValueError(f"{name} must have shape [N, K, H, W], got {tuple(heatmaps.shape)}")
+
+
+def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Undo a horizontal flip of the input on the network's output.
+
+    Mirrors the heatmaps along W and swaps the left/right joint channels.
+
+    Args:
+        heatmaps: [N, K, H, W] heatmaps predicted for horizontally flipped inputs.
+        flip_pairs: (left, right) joint-id pairs, e.g. ``COCO_KEYPOINTS.flip_pairs``.
+
+    Returns:
+        [N, K, H, W] heatmaps in the frame and joint order of the unflipped input.
+    """
+    _check_heatmaps(heatmaps)
+    permutation = _channel_permutation(heatmaps.shape[1], flip_pairs)
+    index = torch.tensor(permutation, device=heatmaps.device)
+    return heatmaps.flip(3).index_select(1, index)
+
+
+def flip_test_average(
+    output: torch.Tensor,
+    output_on_flipped_input: torch.Tensor,
+    flip_pairs: Sequence[Sequence[int]],
+    shift_heatmap: bool = True,
+) -> torch.Tensor:
+    """Average the heatmaps of an input and of its mirror image (official flip test, quirk P5).
+
+    The flipped output is flipped back and, with ``shift_heatmap``, moved one heatmap column to the
+    right (column 0 keeps its own value), because mirroring the input maps pixel x to W-1-x while
+    the 4x-strided heatmap grid is not symmetric under that mirror.
+
+    Args:
+        output: [N, K, H, W] heatmaps for the original input.
+        output_on_flipped_input: [N, K, H, W] heatmaps for ``input.flip(3)``.
+        flip_pairs: (left, right) joint-id pairs.
+        shift_heatmap: apply the one-column shift (the official test configs do).
+
+    Returns:
+        [N, K, H, W] mean of the two.
+    """
+    _check_heatmaps(output, "output")
+    if output.shape != output_on_flipped_input.shape:
+        raise ValueError(
+            f"output {tuple(output.shape)} and output_on_flipped_input "
+            f"{tuple(output_on_flipped_input.shape)} must have the same shape"
+        )
+    flipped_back = flip_back(output_on_flipped_input, flip_pairs)
+    if shift_heatmap:
+        flipped_back = torch.cat([flipped_back[..., :1], flipped_back[..., :-1]], dim=3)
+    return (output + flipped_back) * 0.5
+
+
+def heatmap_maxima(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-joint argmax of the heatmaps (official ``get_max_preds``).
+
+    Ties go to the first maximum in row-major order. Joints whose maximum is <= 0 get (0, 0).
+
+    Args:
+        heatmaps: [N, K, H, W].
+
+    Returns:
+        coords: [N, K, 2] integer-valued heatmap cells (x, y), in the heatmaps' dtype.
+        maxvals: [N, K] peak values.
+    """
+    _check_heatmaps(heatmaps)
+    batch_size, num_joints, _, width = heatmaps.shape
+    flat = heatmaps.reshape(batch_size, num_joints, -1)
+    maxvals = flat.amax(dim=2)
+    # argmax returns the first maximal index, as numpy.argmax (and so the official code) does.
+    flat_index = flat.argmax(dim=2)
+    coords = torch.stack([flat_index % width, torch.div(flat_index, width, rounding_mode="floor")],
+                         dim=2).to(heatmaps.dtype)
+    coords = coords * (maxvals > 0).unsqueeze(2).to(heatmaps.dtype)
+    return coords, maxvals
+
+
+def refine_quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Shift integer peak coordinates a quarter cell towards the higher neighbour (quirk P4).
+
+    Only peaks strictly inside ``1 < x < W-1`` and ``1 < y < H-1`` are shifted; a zero
+    neighbour difference gives no shift.
+
+    Args:
+        heatmaps: [N, K, H, W].
+        coords: [N, K, 2] integer-valued peak cells (x, y) from :func:`heatmap_maxima`.
+
+    Returns:
+        [N, K, 2] refined coordinates in heatmap cells.
+    """
+    _check_heatmaps(heatmaps)
+    batch_size, num_joints, height, width = heatmaps.shape
+    peak_x = coords[..., 0].round().long()
+    peak_y = coords[..., 1].round().long()
+    inside = (peak_x > 1) & (peak_x < width - 1) & (peak_y > 1) & (peak_y < height - 1)
+    # Clamp so that the gathers stay in range; the border peaks are masked out afterwards.
+    x = peak_x.clamp(1, max(width - 2, 1))
+    y = peak_y.clamp(1, max(height - 2, 1))
+    flat = heatmaps.reshape(batch_size, num_joints, -1)
+
+    def value_at(ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        index = (ys.clamp(0, height - 1) * width + xs.clamp(0, width - 1)).unsqueeze(2)
+        return flat.gather(2, index).squeeze(2)
+
+    diff_x = value_at(y, x + 1) - value_at(y, x - 1)
+    diff_y = value_at(y + 1, x) - value_at(y - 1, x)
+    offset = torch.stack([diff_x.sign(), diff_y.sign()], dim=2) * QUARTER_OFFSET
+    return coords + offset.to(coords.dtype) * inside.unsqueeze(2).to(coords.dtype)
+
+
+def heatmap_to_image_coords(
+    coords: torch.Tensor,
+    center: torch.Tensor,
+    scale: torch.Tensor,
+    heatmap_size: tuple[int, int],
+    pixel_std: float = 200.0,
+) -> torch.Tensor:
+    """Map heatmap cells back to image pixels (the official ``transform_preds``, rotation 0).
+
+    The official crop transform is a similarity built from ``scale[0]`` only (quirk P1): the box
+    width ``scale[0] * pixel_std`` spans the heatmap width and the height follows with the same
+    factor; ``scale[1]`` is ignored. Computed in float64.
+
+    Args:
+        coords: [N, K, 2] heatmap coordinates (x, y) in cells.
+        center: [N, 2] box centres in image pixels.
+        scale: [N, 2] box sizes / pixel_std.
+        heatmap_size: (width, height) of the heatmap in cells.
+        pixel_std: the scale unit in pixels.
+
+    Returns:
+        [N, K, 2] float64 image coordinates in pixels.
+    """
+    heatmap_width, heatmap_height = heatmap_size
+    coords = coords.to(torch.float64)
+    # Lists go straight to float64: torch.as_tensor would round Python floats to float32.
+    center = torch.as_tensor(center, dtype=None if torch.is_tensor(center) else torch.float64)
+    scale = torch.as_tensor(scale, dtype=None if torch.is_tensor(scale) else torch.float64)
+    center = center.to(device=coords.device, dtype=torch.float64)
+    scale = scale.to(device=coords.device, dtype=torch.float64)
+    if center.shape != (coords.shape[0], 2) or scale.shape != (coords.shape[0], 2):
+        raise ValueError(
+            f"center and scale must have shape [{coords.shape[0]}, 2], "
+            f"got {tuple(center.shape)} and {tuple(scale.shape)}"
+        )
+    pixels_per_cell = scale[:, 0] * pixel_std / heatmap_width  # [N]
+    origin_x = center[:, 0] - scale[:, 0] * pixel_std * 0.5
+    origin_y = center[:, 1] - heatmap_height * pixels_per_cell * 0.5
+    image_x = coords[..., 0] * pixels_per_cell[:, None] + origin_x[:, None]
+    image_y = coords[..., 1] * pixels_per_cell[:, None] + origin_y[:, None]
+    return torch.stack([image_x, image_y], dim=2)
+
+
+def decode_heatmaps(
+    heatmaps: torch.Tensor,
+    center: torch.Tensor,
+    scale: torch.Tensor,
+    post_process: bool = True,
+    pixel_std: float = 200.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmaps to image keypoints (official ``get_final_preds``).
+
+    Argmax, optional quarter-offset refinement (quirk P4), then the inverse crop transform at
+    rotation 0 (quirk P1).
+
+    Args:
+        heatmaps: [N, K, H, W].
+        center: [N, 2] box centres in image pixels (tensor or array-like).
+        scale: [N, 2] box sizes / pixel_std.
+        post_process: apply the quarter-offset refinement (``TEST.POST_PROCESS``).
+        pixel_std: the scale unit in pixels.
+
+    Returns:
+        keypoints: [N, K, 2] image coordinates (x, y) in pixels, in the heatmaps' dtype
+            (the official code returns float32 for float32 heatmaps).
+        maxvals: [N, K] peak values.
+    """
+    _check_heatmaps(heatmaps)
+    coords, maxvals = heatmap_maxima(heatmaps)
+    if post_process:
+        coords = refine_quarter_offset(heatmaps, coords)
+    height, width = heatmaps.shape[2:]
+    keypoints = heatmap_to_image_coords(coords, center, scale, (width, height), pixel_std)
+    return keypoints.to(heatmaps.dtype), maxvals
