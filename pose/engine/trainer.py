@@ -55,7 +55,7 @@ def build_optimizer(parameters, name: str, lr: float, weight_decay: float = 0.0,
 class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
-    skipped_images: int = 0  # unreadable images skipped so far
+    skipped_samples: int = 0  # samples skipped so far because their image was unreadable
     best_ap: float = -math.inf
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -72,7 +72,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     for batch in bar:
         if max_steps is not None and state.step >= max_steps:
             break
-        state.skipped_images += int(batch.get("num_skipped", 0))
+        state.skipped_samples += int(batch.get("num_skipped", 0))
         if "image" not in batch:  # every image of this batch was unreadable
             continue
         images = batch["image"].to(device, non_blocking=True)
@@ -141,7 +141,7 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
                 break
     finally:
         writer.close()
-    if state.skipped_images:
-        logger.warning("skipped %d unreadable images during training (see the warnings above)",
-                       state.skipped_images)
+    if state.skipped_samples:
+        logger.warning("skipped %d training samples whose image could not be read (the "
+                       "warnings above name the files)", state.skipped_samples)
     return state

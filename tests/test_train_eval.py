@@ -1,0 +1,132 @@
+"""End to end through the public commands: pose.train then pose.eval on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pose.data.synthetic import generate_coco_dataset
+from pose.evaluation import METRIC_NAMES, pycocotools_keypoint_stats
+
+DETECTIONS = "annotations/person_detections_val2017.json"
+
+
+def run(module: str, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic") / "coco"
+    generate_coco_dataset(root, num_train_images=6, num_val_images=3, seed=3,
+                          image_size=(192, 192))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(dataset, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "demo"
+    result = run("pose.train", "experiment=demo", f"data.root={dataset}", "train.max_steps=2",
+                 "train.batch_size=4", "data.num_workers=0", "device=cpu",
+                 f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset):
+    for name in ("last.pt", "best.pt", "results.json", "metrics.json", "config.yaml", "log.txt"):
+        assert (trained_run / name).is_file(), name
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    checkpoint = torch.load(trained_run / "last.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["step"] == 2
+    assert checkpoint["config"]["data"]["root"] == str(dataset)
+    assert checkpoint["config"]["model"]["name"] == "hrnet_w16_small"
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert list(metrics) == list(METRIC_NAMES)
+    assert all(-1.0 <= value <= 1.0 for value in metrics.values())
+    # metrics.json is pycocotools' verdict on results.json against the val annotations.
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results and all(len(entry["keypoints"]) == 17 * 3 for entry in results)
+    recomputed = pycocotools_keypoint_stats(
+        dataset / "annotations" / "person_keypoints_val2017.json", results)
+    assert recomputed == pytest.approx(metrics, abs=1e-12)
+
+
+def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset):
+    out_dir = trained_run / "eval_det"
+    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "eval.use_gt_boxes=false",
+                 f"eval.det_file={dataset / DETECTIONS}", "eval.flip_test=false",
+                 f"hydra.run.dir={out_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| AP" in result.stdout
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert list(metrics) == list(METRIC_NAMES)
+    results = json.loads((out_dir / "results.json").read_text())
+    detected_images = {entry["image_id"] for entry in json.loads((dataset / DETECTIONS).read_text())}
+    assert {entry["image_id"] for entry in results} <= detected_images
+    assert (out_dir / "predictions.jpg").is_file()
+
+    again = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", f"hydra.run.dir={out_dir}")
+    assert again.returncode == 2 and "already holds an evaluation" in again.stderr
+    assert json.loads((out_dir / "metrics.json").read_text()) == metrics
+
+
+def test_an_existing_run_is_never_overwritten(trained_run, dataset):
+    before = (trained_run / "last.pt").read_bytes()
+    result = run("pose.train", "experiment=demo", f"data.root={dataset}", "train.max_steps=1",
+                 f"hydra.run.dir={trained_run}")
+    assert result.returncode == 2
+    assert "already holds a training run" in result.stderr
+    assert (trained_run / "last.pt").read_bytes() == before
+
+
+def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
+    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
+                 f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    assert "trained as hrnet_w16_small" in result.stderr
+    assert "do not fit the model hrnet_w8_tiny" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.root=/no/such/folder"], "COCO root /no/such/folder does not exist"),
+    (["train.epoch=3"], "Key 'epoch' not in 'TrainConfig'"),
+    (["experiment=no_such_preset"], "Could not find 'experiment/no_such_preset'"),
+])
+def test_bad_input_gets_one_clear_message(overrides, message, tmp_path):
+    result = run("pose.train", "experiment=demo", *overrides, f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_without_checkpoint_says_so():
+    result = run("pose.eval")
+    assert result.returncode != 0 and "checkpoint=<path> is required" in result.stderr
+
+
+def test_corrupt_training_image_is_skipped_and_counted(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "coco"
+    shutil.copytree(dataset, copy)
+    victim = sorted((copy / "train2017").glob("*.jpg"))[0]
+    victim.write_bytes(b"this is not a jpeg")
+    result = run("pose.train", "experiment=demo", f"data.root={copy}", "train.epochs=1",
+                 "train.batch_size=64", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    annotations = json.loads((copy / "annotations/person_keypoints_train2017.json").read_text())
+    image_id = next(image["id"] for image in annotations["images"]
+                    if image["file_name"] == victim.name)
+    people = sum(1 for person in annotations["annotations"]
+                 if person["image_id"] == image_id and person["num_keypoints"] > 0)
+    assert f"cannot read image {victim}" in result.stderr
+    assert f"skipped {people} training samples whose image could not be read" in result.stderr
