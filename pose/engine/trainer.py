@@ -89,7 +89,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         total_loss += loss.item() * batch_size
         total_samples += batch_size
         samples_per_second = total_samples / (time.perf_counter() - started)
-        bar.set_postfix(loss=f"{loss.item():.3e}", samples_per_s=f"{samples_per_second:.1f}")
+        bar.set_postfix(loss=f"{loss.item():.3e}", samples_per_s=f"{samples_per_second:.1f}",
+                        refresh=False)
         if state.step % log_interval == 0:
             writer.scalars({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"],
                             "train/samples_per_s": samples_per_second}, state.step)
