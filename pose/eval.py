@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -56,6 +57,8 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     load_model_weights(model, checkpoint["model"], model_name=cfg.model.name,
                        source=f"{cfg.checkpoint} (trained as {trained_as})")
     model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     dataset = build_val_dataset(cfg)
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")

@@ -62,6 +62,8 @@ def train(cfg: DictConfig) -> None:
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints).to(device)
+    if cfg.train.channels_last:  # activations follow the weights' layout from the first conv on
+        model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
                          topk=cfg.train.ohkm_topk)
     optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,

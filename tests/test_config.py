@@ -102,3 +102,20 @@ def test_resolve_device():
     assert resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="device"):
         resolve_device("gpu7")
+
+
+def test_every_model_has_a_config_group_entry():
+    from pose.models import list_models
+
+    group = {path.stem for path in (Path(CONF_DIR) / "model").glob("*.yaml")}
+    assert group == set(list_models())
+    for name in list_models():
+        assert compose_train(f"model={name}").model.name == name
+
+
+def test_demo_preset_runs_on_the_cpu_sized_model():
+    cfg = compose_train("experiment=demo")
+    assert cfg.model.name == "hrnet_w16_small" and cfg.data.root == "data/demo"
+    # Input sizes must be multiples of 32 for HRNet's four branches to realign.
+    assert all(size % 32 == 0 for size in cfg.data.image_size)
+    assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)

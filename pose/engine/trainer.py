@@ -63,8 +63,8 @@ class TrainState:
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, state: TrainState,
                     writer: ScalarWriter, *, max_steps: int | None = None,
-                    log_interval: int = 20) -> float:
-    """One pass over ``loader`` (or until ``max_steps``); returns the mean loss."""
+                    log_interval: int = 20) -> tuple[float, float]:
+    """One pass over ``loader`` (or until ``max_steps``); returns (mean loss, samples/s)."""
     model.train()
     total_loss, total_samples = 0.0, 0
     started = time.perf_counter()
@@ -95,7 +95,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
             writer.scalars({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"],
                             "train/samples_per_s": samples_per_second}, state.step)
     bar.close()
-    return total_loss / max(total_samples, 1)
+    samples_per_second = total_samples / max(time.perf_counter() - started, 1e-9)
+    return total_loss / max(total_samples, 1), samples_per_second
 
 
 def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
@@ -115,11 +116,11 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
             state.epoch = epoch
             if hasattr(train_loader.dataset, "set_epoch"):
                 train_loader.dataset.set_epoch(epoch)
-            mean_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, state,
+            mean_loss, samples_per_second = train_one_epoch(model, train_loader, loss_fn, optimizer, device, state,
                                         writer, max_steps=max_steps, log_interval=log_interval)
             scheduler.step()
-            logger.info("epoch %d: loss %.4e, lr %.2e, %d steps", epoch, mean_loss,
-                        optimizer.param_groups[0]["lr"], state.step)
+            logger.info("epoch %d: loss %.4e, lr %.2e, %d steps, %.1f samples/s", epoch,
+                        mean_loss, optimizer.param_groups[0]["lr"], state.step, samples_per_second)
             writer.scalars({"train/epoch_loss": mean_loss}, state.step)
             finished = epoch == epochs - 1 or (max_steps is not None and state.step >= max_steps)
             improved = False
