@@ -117,7 +117,7 @@ def test_corrupt_training_image_is_skipped_and_counted(dataset, tmp_path):
 
     copy = tmp_path / "coco"
     shutil.copytree(dataset, copy)
-    victim = sorted((copy / "train2017").glob("*.jpg"))[0]
+    victim = min((copy / "train2017").glob("*.jpg"))
     victim.write_bytes(b"this is not a jpeg")
     result = run("pose.train", "experiment=demo", f"data.root={copy}", "train.epochs=1",
                  "train.batch_size=64", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
