@@ -29,7 +29,13 @@ from pose.config import (
 from pose.data import collate_skip_none
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging
-from pose.engine.trainer import build_optimizer, fit, multistep_lr, seed_everything
+from pose.engine.trainer import (
+    autocast_dtype,
+    build_optimizer,
+    fit,
+    multistep_lr,
+    seed_everything,
+)
 from pose.evaluation import format_metrics_table
 from pose.losses import build_loss
 from pose.models import create_model
@@ -47,6 +53,7 @@ def train(cfg: DictConfig) -> None:
     logger = setup_logging(run_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    autocast = autocast_dtype(cfg.train.precision, device)
     logger.info("run folder: %s (device %s)\n%s", run_dir, device, OmegaConf.to_yaml(cfg))
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
@@ -86,7 +93,8 @@ def train(cfg: DictConfig) -> None:
     state = fit(model, train_loader, loss_fn, optimizer, scheduler, device, run_dir,
                 epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, evaluate=evaluate,
                 config=to_plain(cfg), eval_interval=cfg.train.eval_interval,
-                log_interval=cfg.train.log_interval)
+                log_interval=cfg.train.log_interval,
+                autocast=autocast)
     logger.info("done after %d steps: best AP %.4f; checkpoints and TensorBoard logs in %s",
                 state.step, state.best_ap, run_dir)
 

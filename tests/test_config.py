@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from pose.config import merge_checkpoint_config, register_configs, resolve_device
+from pose.engine.trainer import PRECISIONS
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
@@ -119,3 +120,4 @@ def test_demo_preset_runs_on_the_cpu_sized_model():
     # Input sizes must be multiples of 32 for HRNet's four branches to realign.
     assert all(size % 32 == 0 for size in cfg.data.image_size)
     assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)
+    assert cfg.train.precision in PRECISIONS

@@ -14,7 +14,15 @@ from pose.engine.checkpoint import (
     load_model_weights,
     save_checkpoint,
 )
-from pose.engine.trainer import build_optimizer, multistep_lr
+from pose.engine.logger import ScalarWriter
+from pose.engine.trainer import (
+    TrainState,
+    autocast_dtype,
+    build_optimizer,
+    multistep_lr,
+    train_one_epoch,
+)
+from pose.losses import build_loss
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -87,3 +95,51 @@ def test_lr_schedule_follows_the_milestones(reference_dir):
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="train.optimizer='lamb'"):
         build_optimizer(nn.Linear(1, 1).parameters(), "lamb", lr=1e-3)
+
+
+def test_precision_names_are_checked():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="train.precision='fp16'.*fp32, bf16"):
+        autocast_dtype("fp16", cpu)
+
+
+def test_bf16_falls_back_to_fp32_on_cpus_without_it(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert autocast_dtype("bf16", torch.device("cpu")) is None
+    assert "no native bfloat16" in caplog.text
+
+
+class _Recorder(nn.Module):
+    """A 1x1 conv that records the dtype its forward pass computed in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        heatmaps = self.conv(images)
+        self.dtypes.append(heatmaps.dtype)
+        return heatmaps
+
+
+@pytest.mark.parametrize(("autocast", "expected"), [(None, torch.float32),
+                                                    (torch.bfloat16, torch.bfloat16)])
+def test_training_step_under_autocast(tmp_path, autocast, expected):
+    """bf16 autocast runs the forward pass in bfloat16; weights and their update stay float32."""
+    torch.manual_seed(0)
+    model = _Recorder()
+    batch = {"image": torch.randn(4, 3, 8, 8), "target": torch.rand(4, 2, 8, 8),
+             "target_weight": torch.ones(4, 2)}
+    optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
+    before = model.conv.weight.detach().clone()
+    writer = ScalarWriter(tmp_path)
+    mean_loss, _ = train_one_epoch(model, [batch, batch], build_loss("mse"), optimizer,
+                                   torch.device("cpu"), TrainState(), writer, autocast=autocast)
+    writer.close()
+    assert model.dtypes == [expected, expected]
+    assert model.conv.weight.dtype == torch.float32
+    assert not torch.equal(model.conv.weight, before) and mean_loss > 0

@@ -31,6 +31,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` ("fp32": None, "bf16": torch.bfloat16) on ``device``.
+
+    A CPU without native bfloat16 (AVX512-BF16 or AMX) would emulate it several times slower
+    than float32, so there "bf16" falls back to float32 with a warning.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision={precision!r} is not known: expected one of "
+                         f"{', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if device.type == "cpu" and not (torch.cpu._is_avx512_bf16_supported()
+                                     or torch.cpu._is_amx_tile_supported()):
+        get_logger().warning("train.precision=bf16: this CPU has no native bfloat16 "
+                             "(AVX512-BF16 or AMX), so training runs in float32")
+        return None
+    return torch.bfloat16
+
+
 def multistep_lr(optimizer: torch.optim.Optimizer, milestones: list[int],
                  gamma: float) -> torch.optim.lr_scheduler.MultiStepLR:
     """LR × gamma from each milestone epoch index on (stepped once at the end of every epoch).
@@ -63,8 +85,13 @@ class TrainState:
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, state: TrainState,
                     writer: ScalarWriter, *, max_steps: int | None = None,
-                    log_interval: int = 20) -> tuple[float, float]:
-    """One pass over ``loader`` (or until ``max_steps``); returns (mean loss, samples/s)."""
+                    log_interval: int = 20,
+                    autocast: torch.dtype | None = None) -> tuple[float, float]:
+    """One pass over ``loader`` (or until ``max_steps``); returns (mean loss, samples/s).
+
+    ``autocast``: run the forward pass under autocast to this dtype (None: float32 throughout);
+    the loss is computed in float32 on the upcast heatmaps.
+    """
     model.train()
     total_loss, total_samples = 0.0, 0
     started = time.perf_counter()
@@ -79,7 +106,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         targets = batch["target"].to(device, non_blocking=True)
         target_weights = batch["target_weight"].to(device, non_blocking=True)
 
-        loss = loss_fn(model(images), targets, target_weights)
+        with torch.autocast(device.type, dtype=autocast or torch.float32,
+                            enabled=autocast is not None):
+            heatmaps = model(images)
+        loss = loss_fn(heatmaps.float(), targets, target_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -103,10 +133,12 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
         optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
         device: torch.device, run_dir: str | Path, *, epochs: int,
         evaluate: Callable[[nn.Module], dict[str, float]], config: dict[str, Any],
-        max_steps: int | None = None, eval_interval: int = 1,
-        log_interval: int = 20) -> TrainState:
+        max_steps: int | None = None, eval_interval: int = 1, log_interval: int = 20,
+        autocast: torch.dtype | None = None) -> TrainState:
     """Train for ``epochs`` (or ``max_steps``), evaluating every ``eval_interval`` epochs and
-    after the last; writes ``last.pt``, ``best.pt`` and TensorBoard scalars to ``run_dir``."""
+    after the last; writes ``last.pt``, ``best.pt`` and TensorBoard scalars to ``run_dir``.
+    ``autocast`` is the training forward pass's dtype (see :func:`train_one_epoch`); evaluation
+    runs in float32."""
     run_dir = Path(run_dir)
     logger = get_logger()
     writer = ScalarWriter(run_dir)
@@ -116,8 +148,9 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
             state.epoch = epoch
             if hasattr(train_loader.dataset, "set_epoch"):
                 train_loader.dataset.set_epoch(epoch)
-            mean_loss, samples_per_second = train_one_epoch(model, train_loader, loss_fn, optimizer, device, state,
-                                        writer, max_steps=max_steps, log_interval=log_interval)
+            mean_loss, samples_per_second = train_one_epoch(
+                model, train_loader, loss_fn, optimizer, device, state, writer,
+                max_steps=max_steps, log_interval=log_interval, autocast=autocast)
             scheduler.step()
             logger.info("epoch %d: loss %.4e, lr %.2e, %d steps, %.1f samples/s", epoch,
                         mean_loss, optimizer.param_groups[0]["lr"], state.step, samples_per_second)
