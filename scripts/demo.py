@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 from pose.data.synthetic import generate_coco_dataset
-
 from pose.evaluation import format_metrics_table
 
 DETECTIONS = "annotations/person_detections_val2017.json"
