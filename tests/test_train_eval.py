@@ -46,7 +46,7 @@ def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset):
     checkpoint = torch.load(trained_run / "last.pt", map_location="cpu", weights_only=False)
     assert checkpoint["step"] == 2
     assert checkpoint["config"]["data"]["root"] == str(dataset)
-    assert checkpoint["config"]["model"]["name"] == "hrnet_w16_small"
+    assert checkpoint["config"]["model"]["name"] == "hrnet_w16_tiny"
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert list(metrics) == list(METRIC_NAMES)
     assert all(-1.0 <= value <= 1.0 for value in metrics.values())
@@ -90,7 +90,7 @@ def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
     result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
                  f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 2
-    assert "trained as hrnet_w16_small" in result.stderr
+    assert "trained as hrnet_w16_tiny" in result.stderr
     assert "do not fit the model hrnet_w8_tiny" in result.stderr
     assert "Traceback" not in result.stderr
 
