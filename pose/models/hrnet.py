@@ -57,7 +57,7 @@ HRNET_VARIANTS: dict[str, HRNetSpec] = {
     # two cores, and in the demo's 15 minutes more epochs beat more depth (5-minute runs on the
     # embedded set: AP 0.46 after 12 epochs against w16_small's 0.39 after 8).
     "hrnet_w16_tiny": HRNetSpec(32, 1, 32, (1, 1, 1), (1, 1, 1), (16, 32, 64, 128)),
-    # Smallest CPU demo: half of w16_small's widths and stem, 1 block per branch in stage 2.
+    # Smallest variant (fast tests): half of w16_small's widths, 1 block per branch in stage 2.
     "hrnet_w8_tiny": HRNetSpec(32, 1, 16, (1, 1, 1), (1, 2, 2), (8, 16, 32, 64)),
 }
 
