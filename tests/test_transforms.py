@@ -195,6 +195,8 @@ def test_flip_joints_hand_worked():
     np.testing.assert_array_equal(flipped, [[89, 5], [0, 0], [79, 6]])
     np.testing.assert_array_equal(visible, [1, 0, 1])
     np.testing.assert_array_equal(flip_center_x(np.float32([10, 5]), 100), np.float32([89, 5]))
+    with pytest.raises(ValueError, match=r"flip pair \(1, 3\) is out of range for 3 joints"):
+        flip_joints(joints, np.array([1, 1, 0]), 100, [(1, 3)])
 
 
 # ------------------------------------------------------------------------------------------------

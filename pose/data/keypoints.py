@@ -6,6 +6,7 @@ hard-coding joint indices, so a new keypoint layout is one new constant here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -29,10 +30,21 @@ class KeypointSpec:
 
     def flip_permutation(self) -> list[int]:
         """Index map that swaps left and right joints: ``flipped[k] = original[perm[k]]``."""
-        perm = list(range(self.num_joints))
-        for left, right in self.flip_pairs:
-            perm[left], perm[right] = right, left
-        return perm
+        return flip_permutation(self.num_joints, self.flip_pairs)
+
+
+def flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
+    """Index map that swaps each (left, right) joint pair: ``flipped[k] = original[perm[k]]``.
+
+    The one place the flip test (heatmap channels) and flip augmentation (joint rows) get
+    their joint order from.
+    """
+    permutation = list(range(num_joints))
+    for left, right in flip_pairs:
+        if not (0 <= left < num_joints and 0 <= right < num_joints):
+            raise ValueError(f"flip pair ({left}, {right}) is out of range for {num_joints} joints")
+        permutation[left], permutation[right] = right, left
+    return permutation
 
 
 COCO_KEYPOINTS = KeypointSpec(

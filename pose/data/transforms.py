@@ -18,6 +18,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from pose.data.keypoints import flip_permutation
+
 PIXEL_STD = 200.0
 
 
@@ -177,9 +179,7 @@ def flip_joints(
             f"expected joints [K, 2 or 3] and visible [K], got {joints.shape} and {visible.shape}"
         )
     joints[:, 0] = image_width - joints[:, 0] - 1
-    permutation = np.arange(len(joints))
-    for left, right in flip_pairs:
-        permutation[left], permutation[right] = right, left
+    permutation = flip_permutation(len(joints), flip_pairs)
     joints, visible = joints[permutation], visible[permutation]
     return joints * visible[:, None], visible
 

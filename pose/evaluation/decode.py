@@ -10,20 +10,10 @@ from collections.abc import Sequence
 
 import torch
 
+from pose.data.keypoints import flip_permutation
+
 # Cells by which post-processing moves a peak towards its higher neighbour.
 QUARTER_OFFSET = 0.25
-
-
-def _channel_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
-    """Index map that swaps each (left, right) pair: ``swapped[k] = original[perm[k]]``."""
-    permutation = list(range(num_joints))
-    for left, right in flip_pairs:
-        if not (0 <= left < num_joints and 0 <= right < num_joints):
-            raise ValueError(
-                f"flip pair ({left}, {right}) is out of range for {num_joints} joints"
-            )
-        permutation[left], permutation[right] = right, left
-    return permutation
 
 
 def _check_heatmaps(heatmaps: torch.Tensor, name: str = "heatmaps") -> None:
@@ -44,7 +34,7 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> to
         [N, K, H, W] heatmaps in the frame and joint order of the unflipped input.
     """
     _check_heatmaps(heatmaps)
-    permutation = _channel_permutation(heatmaps.shape[1], flip_pairs)
+    permutation = flip_permutation(heatmaps.shape[1], flip_pairs)
     index = torch.tensor(permutation, device=heatmaps.device)
     return heatmaps.flip(3).index_select(1, index)
 
