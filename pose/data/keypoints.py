@@ -28,10 +28,6 @@ class KeypointSpec:
     def num_joints(self) -> int:
         return len(self.joint_names)
 
-    def flip_permutation(self) -> list[int]:
-        """Index map that swaps left and right joints: ``flipped[k] = original[perm[k]]``."""
-        return flip_permutation(self.num_joints, self.flip_pairs)
-
 
 def flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
     """Index map that swaps each (left, right) joint pair: ``flipped[k] = original[perm[k]]``.
