@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from pose.data import AugmentationParams, CocoKeypoints
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
+from pose.evaluation.decode import POST_PROCESSES
 
 
 @dataclass
@@ -73,7 +74,9 @@ class EvalConfig:
     det_score_threshold: float = 0.0  # detections scoring below this are dropped
     flip_test: bool = True
     shift_heatmap: bool = True  # shift the flipped heatmap one column right (official flip test)
-    post_process: bool = True  # quarter-offset refinement of the argmax
+    # Sub-cell refinement of the argmax: "quarter_offset" (official), "dark" (DARK's Taylor step
+    # on the modulated heatmap, with data.sigma), "none".
+    post_process: str = "quarter_offset"
     batch_size: int = 32
     visibility_threshold: float = 0.2  # joints above this maxval count in the rescoring
     oks_nms_threshold: float = 0.9
@@ -137,6 +140,13 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         keypoints=keypoint_spec(data), augmentation=augmentation,
         det_score_threshold=det_score_threshold, seed=seed,
     )
+
+
+def check_eval_config(eval_cfg: EvalConfig | DictConfig) -> None:
+    """Reject, at start-up rather than at the first evaluation, values the schema cannot type."""
+    if eval_cfg.post_process not in POST_PROCESSES:
+        raise ValueError(f"eval.post_process={eval_cfg.post_process!r} is not known: expected one "
+                         f"of {', '.join(POST_PROCESSES)}")
 
 
 def build_val_dataset(cfg: Config | DictConfig) -> CocoKeypoints:

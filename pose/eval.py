@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from pose.config import (
     build_val_dataset,
+    check_eval_config,
     keypoint_spec,
     merge_checkpoint_config,
     register_configs,
@@ -51,6 +52,7 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir)
     device = resolve_device(cfg.device)
+    check_eval_config(cfg.eval)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
     trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
@@ -70,7 +72,8 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     spec = keypoint_spec(cfg.data)
     predictions = predict(model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
                           shift_heatmap=cfg.eval.shift_heatmap,
-                          post_process=cfg.eval.post_process)
+                          post_process=cfg.eval.post_process,
+                          sigma=cfg.data.sigma)
     metrics, results = evaluate_coco(predictions, dataset.annotation_file, spec.oks_sigmas,
                                      visibility_threshold=cfg.eval.visibility_threshold,
                                      oks_nms_threshold=cfg.eval.oks_nms_threshold)

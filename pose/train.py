@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from pose.config import (
     build_dataset,
     build_val_dataset,
+    check_eval_config,
     keypoint_spec,
     register_configs,
     resolve_device,
@@ -53,6 +54,7 @@ def train(cfg: DictConfig) -> None:
     logger = setup_logging(run_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    check_eval_config(cfg.eval)
     autocast = autocast_dtype(cfg.train.precision, device)
     logger.info("run folder: %s (device %s)\n%s", run_dir, device, OmegaConf.to_yaml(cfg))
 
@@ -81,7 +83,7 @@ def train(cfg: DictConfig) -> None:
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         predictions = predict(model, val_loader, device, spec.flip_pairs,
                               flip_test=cfg.eval.flip_test, shift_heatmap=cfg.eval.shift_heatmap,
-                              post_process=cfg.eval.post_process)
+                              post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
         metrics, results = evaluate_coco(
             predictions, val_set.annotation_file, spec.oks_sigmas,
             visibility_threshold=cfg.eval.visibility_threshold,

@@ -1,5 +1,6 @@
 """``make demo``: generate the embedded dataset, train the ``demo`` experiment on the CPU,
-evaluate it with detector boxes, and say where the logs and pictures are.
+evaluate it with detector boxes (with the preset's DARK decoding, and with the official
+quarter-offset decoding for comparison), and say where the logs and pictures are.
 
 Every step is the public command a user would type (``python -m pose.train`` / ``pose.eval``).
 """
@@ -44,9 +45,13 @@ def main() -> int:
         run([sys.executable, "-m", "pose.train", "experiment=demo", f"data.root={data}",
              f"hydra.run.dir={run_dir}", *args.overrides])
         eval_dir = run_dir / "eval_detections"
-        run([sys.executable, "-m", "pose.eval", f"checkpoint={run_dir / 'best.pt'}",
-             "eval.use_gt_boxes=false", f"eval.det_file={data / DETECTIONS}",
-             f"hydra.run.dir={eval_dir}"])
+        evaluate_detections = [sys.executable, "-m", "pose.eval",
+                               f"checkpoint={run_dir / 'best.pt'}", "eval.use_gt_boxes=false",
+                               f"eval.det_file={data / DETECTIONS}"]
+        run([*evaluate_detections, f"hydra.run.dir={eval_dir}"])
+        official_dir = run_dir / "eval_detections_quarter_offset"
+        run([*evaluate_detections, "eval.post_process=quarter_offset", "eval.num_visualize=0",
+             f"hydra.run.dir={official_dir}"])
     except subprocess.CalledProcessError as error:
         print(f"demo: a step failed (exit {error.returncode}); see its output above",
               file=sys.stderr)
@@ -54,10 +59,13 @@ def main() -> int:
 
     gt_metrics = json.loads((run_dir / "metrics.json").read_text())
     det_metrics = json.loads((eval_dir / "metrics.json").read_text())
+    official_metrics = json.loads((official_dir / "metrics.json").read_text())
     minutes = (time.perf_counter() - started) / 60
     print(f"\n=== demo finished in {minutes:.1f} min ===")
-    print(f"val AP with detector boxes and flip test ({eval_dir / 'metrics.json'}):")
+    print(f"val AP with detector boxes, flip test and DARK decoding ({eval_dir / 'metrics.json'}):")
     print(format_metrics_table(det_metrics))
+    print(f"the same with the official quarter-offset decoding "
+          f"({official_dir / 'metrics.json'}): {official_metrics['AP']:.3f}")
     print(f"val AP with ground-truth boxes ({run_dir / 'metrics.json'}): {gt_metrics['AP']:.3f}")
     print(f"checkpoints:      {run_dir / 'best.pt'}, {run_dir / 'last.pt'}")
     print(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")

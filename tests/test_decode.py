@@ -11,8 +11,10 @@ from pose.evaluation.decode import (
     decode_heatmaps,
     flip_back,
     flip_test_average,
+    gaussian_blur,
     heatmap_maxima,
     heatmap_to_image_coords,
+    refine_dark,
 )
 
 # The official predictions are float32 image pixels (up to ~1000 px, where a float32 step is
@@ -83,8 +85,8 @@ def test_heatmap_maxima_non_positive_peaks_give_origin():
     assert maxvals.tolist() == [[-0.5, 0.0]]
 
 
-@pytest.mark.parametrize(("post_process", "key"), [(True, "preds_post_process"),
-                                                   (False, "preds_no_post_process")])
+@pytest.mark.parametrize(("post_process", "key"), [("quarter_offset", "preds_post_process"),
+                                                   ("none", "preds_no_post_process")])
 def test_decode_heatmaps_matches_official(reference_dir, post_process, key):
     fixture = np.load(reference_dir / "pipeline" / "final_preds.npz")
     keypoints, maxvals = decode_heatmaps(torch.from_numpy(fixture["heatmaps"]),
@@ -121,10 +123,77 @@ def test_post_processing_border_rule_hand_worked():
     scale = torch.tensor([[width / 200.0, height / 200.0]], dtype=torch.float64)
     keypoints, _ = decode_heatmaps(heatmaps, center, scale)
     assert [tuple(point) for point in keypoints[0].tolist()] == [case[2] for case in cases]
-    unrefined, _ = decode_heatmaps(heatmaps, center, scale, post_process=False)
+    unrefined, _ = decode_heatmaps(heatmaps, center, scale, post_process="none")
     assert [tuple(point) for point in unrefined[0].tolist()] == [
         (float(x), float(y)) for (x, y), _, _ in cases
     ]
+
+
+def _gaussian_maps(centres: list[tuple[float, float]], sigma: float, width: int,
+                   height: int) -> torch.Tensor:
+    """[1, K, H, W] float64 Gaussians exp(-d^2 / 2 sigma^2) centred at sub-cell (x, y) points."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                            torch.arange(width, dtype=torch.float64), indexing="ij")
+    return torch.stack([torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2))
+                        for x, y in centres])[None]
+
+
+def test_gaussian_blur_preserves_mass_and_matches_convolved_gaussian():
+    """A Gaussian of sigma s blurred with sigma b is a Gaussian of sigma sqrt(s^2 + b^2) and peak
+    s^2 / (s^2 + b^2), with the same mass, away from the border. The sampled kernel, truncated at
+    3b and renormalised, is slightly sharper than the continuous one: 0.2% of the peak here."""
+    maps = _gaussian_maps([(16.0, 12.0)], 1.5, 32, 24)
+    blurred = gaussian_blur(maps, 2.0)
+    expected = _gaussian_maps([(16.0, 12.0)], 2.5, 32, 24) * (1.5**2 / 2.5**2)
+    assert torch.allclose(blurred.sum(), maps.sum(), rtol=1e-4)
+    assert torch.allclose(blurred, expected, rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        gaussian_blur(maps, 0.0)
+
+
+def test_dark_recovers_sub_cell_centres_of_gaussian_heatmaps():
+    """On exact Gaussians the modulated log-heatmap is a quadratic with its top at the true centre,
+    so DARK recovers it to within the blur's truncation error, where the quarter offset is off by
+    up to a quarter cell."""
+    generator = torch.Generator().manual_seed(0)
+    width, height, sigma = 32, 48, 1.25
+    centres = [(4 + 24 * float(u), 4 + 40 * float(v))
+               for u, v in torch.rand(17, 2, generator=generator, dtype=torch.float64)]
+    maps = _gaussian_maps(centres, sigma, width, height)
+    coords, _ = heatmap_maxima(maps)
+    refined = refine_dark(maps, coords, sigma)
+    truth = torch.tensor(centres, dtype=torch.float64)[None]
+    assert (refined - truth).abs().max() < 0.01
+    # The quarter offset (official) is much coarser on the same maps.
+    center = torch.tensor([[width / 2, height / 2]], dtype=torch.float64)
+    scale = torch.tensor([[width / 200.0, height / 200.0]], dtype=torch.float64)
+    quarter, _ = decode_heatmaps(maps, center, scale, post_process="quarter_offset")
+    assert (quarter - truth).abs().max() > 0.1
+    dark, _ = decode_heatmaps(maps, center, scale, post_process="dark", sigma=sigma)
+    assert torch.allclose(dark, refined)
+
+
+def test_dark_keeps_peaks_near_the_border_integer():
+    """Peaks within two cells of the border (the reach of the second-derivative stencil) keep
+    their integer argmax, as in DARK; maps without a positive value stay finite."""
+    width, height = 16, 12
+    # x = 1, y = H-2 and x = W-2 are too close; x, y = 2 and x = W-3, y = H-3 are refined.
+    centres = [(1.3, 6.0), (7.0, 10.4), (13.6, 5.2), (2.3, 2.4), (12.7, 8.6)]
+    maps = _gaussian_maps(centres, 1.0, width, height)
+    maps = torch.cat([maps, torch.zeros(1, 1, height, width, dtype=torch.float64)], dim=1)
+    coords, _ = heatmap_maxima(maps)
+    assert coords[0].tolist() == [[1.0, 6.0], [7.0, 10.0], [14.0, 5.0], [2.0, 2.0], [13.0, 9.0],
+                                  [0.0, 0.0]]
+    refined = refine_dark(maps, coords, 1.0)
+    assert torch.equal(refined[0, [0, 1, 2, 5]], coords[0, [0, 1, 2, 5]])
+    truth = torch.tensor(centres[3:], dtype=torch.float64)
+    assert (refined[0, 3:5] - truth).abs().max() < 0.02
+
+
+def test_decode_rejects_unknown_post_process():
+    with pytest.raises(ValueError, match="post_process='dak' is not known"):
+        decode_heatmaps(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2), torch.ones(1, 2),
+                        post_process="dak")
 
 
 def test_heatmap_to_image_coords_matches_official_transform_preds(reference_dir):
@@ -165,3 +234,8 @@ def test_decode_on_cuda_equals_cpu(reference_dir):
     torch.testing.assert_close(flip_test_average(heatmaps.cuda(), heatmaps.flip(3).cuda(),
                                                  pairs).cpu(),
                                flip_test_average(heatmaps, heatmaps.flip(3), pairs))
+    # DARK: float64 convolutions and a Newton step; CUDA and CPU kernels may round differently.
+    cpu_dark, _ = decode_heatmaps(heatmaps, center, scale, post_process="dark")
+    cuda_dark, _ = decode_heatmaps(heatmaps.cuda(), center.cuda(), scale.cuda(),
+                                   post_process="dark")
+    torch.testing.assert_close(cuda_dark.cpu(), cpu_dark, rtol=0, atol=1e-3)

@@ -99,6 +99,8 @@ def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
     (["data.root=/no/such/folder"], "COCO root /no/such/folder does not exist"),
     (["train.epoch=3"], "Key 'epoch' not in 'TrainConfig'"),
     (["experiment=no_such_preset"], "Could not find 'experiment/no_such_preset'"),
+    (["eval.post_process=darkk"], ("eval.post_process='darkk' is not known: expected one of "
+                                   "quarter_offset, dark, none")),
 ])
 def test_bad_input_gets_one_clear_message(overrides, message, tmp_path):
     result = run("pose.train", "experiment=demo", *overrides, f"hydra.run.dir={tmp_path / 'r'}")

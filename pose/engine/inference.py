@@ -47,8 +47,13 @@ def progress(iterable, description: str, total: int | None = None) -> tqdm:
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device,
             flip_pairs: tuple[tuple[int, int], ...], *, flip_test: bool = True,
-            shift_heatmap: bool = True, post_process: bool = True) -> Predictions:
-    """Run ``model`` over every crop of ``loader`` and decode keypoints in image pixels."""
+            shift_heatmap: bool = True, post_process: str = "quarter_offset",
+            sigma: float = 2.0) -> Predictions:
+    """Run ``model`` over every crop of ``loader`` and decode keypoints in image pixels.
+
+    ``post_process`` and ``sigma`` (the training targets', heatmap cells) go to
+    :func:`pose.evaluation.decode_heatmaps`.
+    """
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {field: [] for field in Predictions.__dataclass_fields__}
     for batch in progress(loader, "eval"):
@@ -60,7 +65,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device,
                                          shift_heatmap=shift_heatmap)
         centers, scales = batch["center"].to(device), batch["scale"].to(device)
         keypoints, maxvals = decode_heatmaps(heatmaps.float(), centers, scales,
-                                             post_process=post_process)
+                                             post_process=post_process, sigma=sigma)
         parts["keypoints"].append(keypoints.cpu())
         parts["maxvals"].append(maxvals.cpu())
         parts["centers"].append(batch["center"])

@@ -11,23 +11,28 @@ from pose.evaluation.coco import (
     pycocotools_keypoint_stats,
 )
 from pose.evaluation.decode import (
+    POST_PROCESSES,
     decode_heatmaps,
     flip_back,
     flip_test_average,
+    gaussian_blur,
     heatmap_maxima,
     heatmap_to_image_coords,
+    refine_dark,
     refine_quarter_offset,
 )
 from pose.evaluation.nms import oks_iou, oks_matrix, oks_nms, rescore, score_order, soft_oks_nms
 
 __all__ = [
     "METRIC_NAMES",
+    "POST_PROCESSES",
     "KeypointEvalResult",
     "coco_results",
     "decode_heatmaps",
     "flip_back",
     "flip_test_average",
     "format_metrics_table",
+    "gaussian_blur",
     "heatmap_maxima",
     "heatmap_to_image_coords",
     "oks_iou",
@@ -35,6 +40,7 @@ __all__ = [
     "oks_nms",
     "pycocotools_keypoint_eval",
     "pycocotools_keypoint_stats",
+    "refine_dark",
     "refine_quarter_offset",
     "rescore",
     "score_order",
