@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo
 SMOKE_DATA := data/smoke
 
-.PHONY: install demo test smoke lint clean
+.PHONY: install demo test smoke stats lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test: $(STAMP)
 
 smoke: $(STAMP)
 	$(PY) scripts/smoke.py --data $(SMOKE_DATA)
+
+stats: $(STAMP)
+	$(PY) scripts/model_stats.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

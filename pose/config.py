@@ -23,6 +23,9 @@ from pose.evaluation.decode import POST_PROCESSES
 class ModelConfig:
     name: str = "hrnet_w32"  # a name from pose.models.list_models()
     num_joints: int = 17
+    # pose.train: backbone weights to start from (an official HRNet ImageNet checkpoint, a local
+    # file; the pose head stays initialised). None: train from the random initialisation.
+    pretrained: str | None = None
 
 
 @dataclass
@@ -55,6 +58,10 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     milestones: list[int] = field(default_factory=lambda: [170, 200])  # 0-based epoch indices
     lr_gamma: float = 0.1
+    # mmcv linear warmup (Lite-HRNet: 500, 0.001): the LR factor rises linearly from
+    # warmup_ratio to 1 over the first warmup_iters optimizer steps, on top of the milestones.
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.001
     loss: str = "mse"  # mse | ohkm
     ohkm_topk: int = 8
     use_target_weight: bool = True

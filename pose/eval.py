@@ -1,7 +1,10 @@
 """Evaluate a checkpoint: ``python -m pose.eval checkpoint=<path> [overrides]``.
 
 The config comes from the checkpoint; overrides on the command line (``data.root=``,
-``eval.use_gt_boxes=false eval.det_file=...``, ``eval.flip_test=``) apply on top. Writes
+``eval.use_gt_boxes=false eval.det_file=...``, ``eval.flip_test=``) apply on top. A checkpoint
+that pose.train did not write (official HRNet or Lite-HRNet weights, mmpose 0.x or 1.x) carries
+no config: the command line gives it (``model=<name>`` or ``+experiment=<name>``, ``data.root=``,
+...) over the schema defaults, and the weights load through ``pose.models.load_pretrained``. Writes
 ``results.json`` (COCO results format), ``metrics.json`` and ``predictions.jpg`` to a new folder
 beside the checkpoint (or ``hydra.run.dir=``), and prints the AP table.
 """
@@ -28,11 +31,11 @@ from pose.config import (
     resolve_device,
     run_reporting_errors,
 )
-from pose.engine.checkpoint import load_checkpoint, load_model_weights
+from pose.engine.checkpoint import is_pose_checkpoint, load_model_weights, read_checkpoint_file
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging
 from pose.evaluation import format_metrics_table
-from pose.models import create_model
+from pose.models import create_model, list_models, load_pretrained
 from pose.visualize import save_prediction_grid
 
 register_configs()
@@ -41,23 +44,45 @@ OmegaConf.register_new_resolver("pose_dirname", lambda path: os.path.dirname(pat
                                 replace=True)
 
 
+def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> None:
+    """A checkpoint without our config needs the model named on the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = {override.key_or_group for override in OverridesParser.create().parse_overrides(overrides)}
+    if not given & {"model", "model.name", "experiment"}:
+        raise ValueError(
+            f"{checkpoint} is not a pose checkpoint (official HRNet / Lite-HRNet or mmpose "
+            "weights?), so it carries no config: say which model it holds with model=<name> "
+            f"(one of {', '.join(list_models())}) or +experiment=<name>, and the data with "
+            "data.root=... (and model.num_joints=, data.image_size=, ... where they differ "
+            "from the defaults)")
+
+
 def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
                               "Choose another folder with hydra.run.dir=...")
-    checkpoint = load_checkpoint(cli_cfg.checkpoint)
-    cfg = merge_checkpoint_config(cli_cfg, checkpoint["config"],
-                                  list(HydraConfig.get().overrides.task))
+    checkpoint = read_checkpoint_file(cli_cfg.checkpoint)
+    overrides = list(HydraConfig.get().overrides.task)
+    ours = is_pose_checkpoint(checkpoint)
+    if ours:
+        cfg = merge_checkpoint_config(cli_cfg, checkpoint["config"], overrides)
+    else:  # official or mmpose weights: the schema defaults under the command line
+        check_foreign_checkpoint_config(cli_cfg.checkpoint, overrides)
+        cfg = cli_cfg
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir)
     device = resolve_device(cfg.device)
     check_eval_config(cfg.eval)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
-    trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
-    load_model_weights(model, checkpoint["model"], model_name=cfg.model.name,
-                       source=f"{cfg.checkpoint} (trained as {trained_as})")
+    if ours:
+        trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
+        load_model_weights(model, checkpoint["model"], model_name=cfg.model.name,
+                           source=f"{cfg.checkpoint} (trained as {trained_as})")
+    else:
+        load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
     model.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -96,5 +121,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     if not any(arg.startswith(("checkpoint=", "-")) for arg in sys.argv[1:]):
-        sys.exit("pose.eval: error: checkpoint=<path> is required (a .pt file written by pose.train)")
+        sys.exit("pose.eval: error: checkpoint=<path> is required (a .pt file written by "
+                 "pose.train, or official HRNet / Lite-HRNet / mmpose weights with model=<name>)")
     main()

@@ -39,7 +39,7 @@ from pose.engine.trainer import (
 )
 from pose.evaluation import format_metrics_table
 from pose.losses import build_loss
-from pose.models import create_model
+from pose.models import create_model, load_backbone_weights
 
 register_configs()
 
@@ -71,13 +71,17 @@ def train(cfg: DictConfig) -> None:
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints).to(device)
+    if cfg.model.pretrained:
+        logger.info("%s", load_backbone_weights(model, cfg.model.pretrained,
+                                                model_name=cfg.model.name))
     if cfg.train.channels_last:  # activations follow the weights' layout from the first conv on
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
                          topk=cfg.train.ohkm_topk)
     optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,
                                 cfg.train.weight_decay, cfg.train.momentum)
-    scheduler = multistep_lr(optimizer, list(cfg.train.milestones), cfg.train.lr_gamma)
+    scheduler = multistep_lr(optimizer, list(cfg.train.milestones), cfg.train.lr_gamma,
+                             cfg.train.warmup_iters, cfg.train.warmup_ratio)
     spec = keypoint_spec(cfg.data)
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:

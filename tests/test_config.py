@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -21,30 +22,74 @@ def compose_train(*overrides: str):
         return compose(config_name="train", overrides=list(overrides))
 
 
-# (input w, h), (heatmap w, h), sigma, batch per GPU: recipes.md §1 and §5.
+class Recipe(NamedTuple):
+    """An official recipe's numbers (recipes.md §1, §2, §5)."""
+
+    model: str
+    num_joints: int
+    dataset: str
+    image_size: list[int]  # (w, h), px
+    heatmap_size: list[int]  # (w, h), cells
+    sigma: float
+    batch_size: int  # per GPU
+    lr: float
+    warmup_iters: int
+    augmentation: tuple[float, float, float]  # scale factor, rotation factor, half-body prob
+
+
+HRNET_COCO = (0.35, 45.0, 0.3)
+LITE_COCO = (0.25, 30.0, 0.3)
+MPII = (0.25, 30.0, 0.0)  # no half-body on MPII (HRNet: PROB_HALF_BODY -1; mmpose: no step)
+COCO_256, COCO_384, MPII_256 = ([192, 256], [48, 64]), ([288, 384], [72, 96]), ([256, 256], [64, 64])
 OFFICIAL_RECIPES = {
-    "hrnet_w32_256x192": ("hrnet_w32", [192, 256], [48, 64], 2.0, 32),
-    "hrnet_w32_384x288": ("hrnet_w32", [288, 384], [72, 96], 3.0, 32),
-    "hrnet_w48_256x192": ("hrnet_w48", [192, 256], [48, 64], 2.0, 32),
-    "hrnet_w48_384x288": ("hrnet_w48", [288, 384], [72, 96], 3.0, 24),
+    "hrnet_w32_256x192": Recipe("hrnet_w32", 17, "coco", *COCO_256, 2.0, 32, 1e-3, 0, HRNET_COCO),
+    "hrnet_w32_384x288": Recipe("hrnet_w32", 17, "coco", *COCO_384, 3.0, 32, 1e-3, 0, HRNET_COCO),
+    "hrnet_w48_256x192": Recipe("hrnet_w48", 17, "coco", *COCO_256, 2.0, 32, 1e-3, 0, HRNET_COCO),
+    "hrnet_w48_384x288": Recipe("hrnet_w48", 17, "coco", *COCO_384, 3.0, 24, 1e-3, 0, HRNET_COCO),
+    "hrnet_w32_mpii_256x256": Recipe("hrnet_w32", 16, "mpii", *MPII_256, 2.0, 32, 1e-3, 0, MPII),
+    "lite_hrnet_18_256x192": Recipe("lite_hrnet_18", 17, "coco", *COCO_256, 2.0, 64, 2e-3, 500,
+                                    LITE_COCO),
+    "lite_hrnet_18_384x288": Recipe("lite_hrnet_18", 17, "coco", *COCO_384, 3.0, 32, 2e-3, 500,
+                                    LITE_COCO),
+    "lite_hrnet_30_256x192": Recipe("lite_hrnet_30", 17, "coco", *COCO_256, 2.0, 64, 2e-3, 500,
+                                    LITE_COCO),
+    "lite_hrnet_30_384x288": Recipe("lite_hrnet_30", 17, "coco", *COCO_384, 3.0, 32, 2e-3, 500,
+                                    LITE_COCO),
+    "lite_hrnet_18_mpii_256x256": Recipe("lite_hrnet_18", 16, "mpii", *MPII_256, 2.0, 32, 2e-3,
+                                         500, MPII),
+    "lite_hrnet_30_mpii_256x256": Recipe("lite_hrnet_30", 16, "mpii", *MPII_256, 2.0, 32, 2e-3,
+                                         500, MPII),
 }
 
 
 @pytest.mark.parametrize("experiment", sorted(OFFICIAL_RECIPES))
 def test_presets_carry_official_recipe(experiment):
-    model, image_size, heatmap_size, sigma, batch_size = OFFICIAL_RECIPES[experiment]
+    recipe = OFFICIAL_RECIPES[experiment]
+    model_file = Path(CONF_DIR) / "model" / f"{recipe.model}.yaml"
+    if not model_file.is_file():
+        pytest.skip(f"{model_file} is missing: the {recipe.model} model config lands separately")
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.name == experiment
-    assert cfg.model.name == model and cfg.model.num_joints == 17
-    assert list(cfg.data.image_size) == image_size
-    assert list(cfg.data.heatmap_size) == heatmap_size
-    assert cfg.data.sigma == sigma
-    assert (cfg.data.scale_factor, cfg.data.rotation_factor) == (0.35, 45.0)
-    assert (cfg.data.half_body_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.3, 8, True)
-    assert cfg.train.optimizer == "adam" and cfg.train.lr == 1e-3 and cfg.train.weight_decay == 0
+    assert cfg.model.name == recipe.model and cfg.model.num_joints == recipe.num_joints
+    assert cfg.data.dataset == recipe.dataset
+    assert list(cfg.data.image_size) == recipe.image_size
+    assert list(cfg.data.heatmap_size) == recipe.heatmap_size
+    assert cfg.data.sigma == recipe.sigma
+    assert (cfg.data.scale_factor, cfg.data.rotation_factor,
+            cfg.data.half_body_prob) == recipe.augmentation
+    assert (cfg.data.rotation_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.6, 8, True)
+    assert cfg.train.optimizer == "adam" and cfg.train.weight_decay == 0
+    assert cfg.train.lr == recipe.lr
+    assert (cfg.train.warmup_iters, cfg.train.warmup_ratio) == (recipe.warmup_iters, 0.001)
     assert list(cfg.train.milestones) == [170, 200] and cfg.train.lr_gamma == 0.1
-    assert cfg.train.epochs == 210 and cfg.train.batch_size == batch_size
+    assert cfg.train.epochs == 210 and cfg.train.batch_size == recipe.batch_size
+    assert cfg.train.loss == "mse" and cfg.train.use_target_weight
     assert cfg.eval.flip_test and cfg.eval.shift_heatmap
+
+
+def test_every_official_preset_is_checked():
+    presets = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
+    assert presets - {"demo"} == set(OFFICIAL_RECIPES)
 
 
 def test_default_experiment_is_hrnet_w32():

@@ -19,6 +19,8 @@ from pose.engine.trainer import (
     TrainState,
     autocast_dtype,
     build_optimizer,
+    fit,
+    linear_warmup_factor,
     multistep_lr,
     train_one_epoch,
 )
@@ -143,3 +145,90 @@ def test_training_step_under_autocast(tmp_path, autocast, expected):
     assert model.dtypes == [expected, expected]
     assert model.conv.weight.dtype == torch.float32
     assert not torch.equal(model.conv.weight, before) and mean_loss > 0
+
+
+def _mmcv_warmup_lr(base_lr: float, step: int, warmup_iters: int, ratio: float) -> float:
+    """mmcv LrUpdaterHook.get_warmup_lr('linear'), written out by hand."""
+    if step >= warmup_iters:
+        return base_lr
+    return base_lr * (1 - (1 - step / warmup_iters) * (1 - ratio))
+
+
+def test_linear_warmup_factor_matches_mmcv():
+    assert linear_warmup_factor(0, 500, 0.001) == pytest.approx(0.001)
+    assert linear_warmup_factor(250, 500, 0.001) == pytest.approx(0.5005)
+    assert linear_warmup_factor(500, 500, 0.001) == 1.0
+    assert linear_warmup_factor(0, 0, 0.001) == 1.0  # no warmup
+
+
+def _record_step_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    """The LR of param group 0 at every optimizer step from now on."""
+    used: list[float] = []
+    optimizer.register_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
+    return used
+
+
+_BATCH = {"image": torch.randn(1, 3, 2, 2), "target": torch.rand(1, 2, 2, 2),
+          "target_weight": torch.ones(1, 2)}
+
+
+def test_warmup_scales_the_first_optimizer_steps(tmp_path):
+    """Lite-HRNet's schedule: Adam 2e-3, 500 warmup steps from 0.001x (recipes.md §5)."""
+    model = nn.Conv2d(3, 2, 1)
+    optimizer = build_optimizer(model.parameters(), "adam", lr=2e-3)
+    scheduler = multistep_lr(optimizer, [170, 200], 0.1, warmup_iters=500, warmup_ratio=0.001)
+    used = _record_step_lrs(optimizer)
+    writer = ScalarWriter(tmp_path)
+    train_one_epoch(model, [_BATCH] * 501, build_loss("mse"), optimizer, torch.device("cpu"),
+                    TrainState(), writer, lr_factor=scheduler.warmup_factor)
+    writer.close()
+    # lr = base * (1 - (1 - step / 500) * (1 - 0.001)), worked by hand:
+    # step 0: 2e-3 * 0.001; step 250: 2e-3 * (1 - 0.5 * 0.999) = 2e-3 * 0.5005; step 500: 2e-3.
+    assert used[0] == pytest.approx(2e-6, rel=1e-12)
+    assert used[250] == pytest.approx(1.001e-3, rel=1e-12)
+    assert used[500] == pytest.approx(2e-3, rel=1e-12)
+    assert [used[step] for step in (0, 125, 250, 375, 499, 500)] == pytest.approx(
+        [_mmcv_warmup_lr(2e-3, step, 500, 0.001) for step in (0, 125, 250, 375, 499, 500)])
+    assert optimizer.param_groups[0]["lr"] == 2e-3  # the groups keep the scheduled LR
+
+
+def test_warmup_across_an_epoch_and_a_milestone(tmp_path):
+    """mmcv multiplies the warmup factor onto the regular, already decayed LR; the milestone
+    is not disturbed by an epoch ending inside the warmup."""
+    model = nn.Conv2d(3, 2, 1)
+    optimizer = build_optimizer(model.parameters(), "adam", lr=2e-3)
+    scheduler = multistep_lr(optimizer, [1], 0.1, warmup_iters=8, warmup_ratio=0.001)
+    used = _record_step_lrs(optimizer)
+    writer = ScalarWriter(tmp_path)
+    state = TrainState()
+    for _ in range(2):  # 6 steps per epoch: epoch 0 ends inside the warmup
+        train_one_epoch(model, [_BATCH] * 6, build_loss("mse"), optimizer, torch.device("cpu"),
+                        state, writer, lr_factor=scheduler.warmup_factor)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(scheduler.get_last_lr()[0])
+        scheduler.step()
+    writer.close()
+    regular = [2e-3] * 6 + [2e-4] * 6
+    assert used == pytest.approx([_mmcv_warmup_lr(lr, step, 8, 0.001)
+                                  for step, lr in enumerate(regular)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)  # one milestone: one drop
+
+
+def test_fit_applies_the_schedulers_warmup(tmp_path):
+    model = nn.Conv2d(3, 2, 1)
+    optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
+    scheduler = multistep_lr(optimizer, [100], 0.1, warmup_iters=4, warmup_ratio=0.5)
+    used = _record_step_lrs(optimizer)
+    loader = torch.utils.data.DataLoader([0] * 3, batch_size=1, collate_fn=lambda _: _BATCH)
+    fit(model, loader, build_loss("mse"), optimizer, scheduler, torch.device("cpu"), tmp_path,
+        epochs=2, evaluate=lambda _: {"AP": 0.0}, config={})
+    factors = [1 - (1 - step / 4) * 0.5 for step in range(4)] + [1.0, 1.0]
+    assert used == pytest.approx([1e-2 * factor for factor in factors])
+
+
+def test_warmup_settings_are_checked():
+    optimizer = build_optimizer(nn.Linear(1, 1).parameters(), "adam", lr=1e-3)
+    with pytest.raises(ValueError, match="train.warmup_iters"):
+        multistep_lr(optimizer, [1], 0.1, warmup_iters=-1)
+    with pytest.raises(ValueError, match="train.warmup_ratio"):
+        multistep_lr(optimizer, [1], 0.1, warmup_iters=10, warmup_ratio=0.0)

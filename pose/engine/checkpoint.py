@@ -36,20 +36,42 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read one of our checkpoints (on the CPU) or raise :class:`CheckpointError` saying why."""
+def read_checkpoint_file(path: str | Path) -> Any:
+    """``torch.load`` on the CPU, whatever the file holds, or :class:`CheckpointError` saying why.
+
+    Nothing is downloaded: ``path`` must be a local file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only=False: official files (mmcv's 'meta', HRNet's training state) hold more
+        # than tensors; checkpoints are trusted local files, as in the official code.
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many kinds for a corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+
+
+def is_pose_checkpoint(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` (what ``torch.load`` returned) is one that pose.train wrote."""
+    return isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read one of our checkpoints (on the CPU) or raise :class:`CheckpointError` saying why."""
+    path = Path(path)
+    checkpoint = read_checkpoint_file(path)
+    if not is_pose_checkpoint(checkpoint):
         raise CheckpointError(
             f"{path} is not a pose checkpoint (expected a dict with format="
             f"{CHECKPOINT_FORMAT!r}, 'model' and 'config', as pose.train writes)")
     return checkpoint
+
+
+def format_keys(keys: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``keys``, comma-separated, with the count when some are left out."""
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
 
 
 def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
@@ -64,18 +86,14 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
     mismatched = [f"{key}: {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}"
                   for key in own if key in state_dict and state_dict[key].shape != own[key].shape]
     if missing or unexpected or mismatched:
-        def listing(keys: list[str]) -> str:
-            shown = ", ".join(keys[:5])
-            return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 5 else shown
-
         parts = [(f"the weights in {source} do not fit the model {model_name or type(model).__name__} "
                   f"({len(own)} entries; the file has {len(state_dict)})")]
         if missing:
-            parts.append(f"missing keys: {listing(missing)}")
+            parts.append(f"missing keys: {format_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {listing(unexpected)}")
+            parts.append(f"unexpected keys: {format_keys(unexpected)}")
         if mismatched:
-            parts.append(f"shape mismatches (file vs model): {listing(mismatched)}")
+            parts.append(f"shape mismatches (file vs model): {format_keys(mismatched)}")
         parts.append("was the checkpoint trained with another model (model=... override)?")
         raise CheckpointError("\n  ".join(parts))
     model.load_state_dict(state_dict, strict=True)

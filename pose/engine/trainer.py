@@ -53,15 +53,50 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def multistep_lr(optimizer: torch.optim.Optimizer, milestones: list[int],
-                 gamma: float) -> torch.optim.lr_scheduler.MultiStepLR:
-    """LR × gamma from each milestone epoch index on (stepped once at the end of every epoch).
+def linear_warmup_factor(step: int, warmup_iters: int, warmup_ratio: float) -> float:
+    """mmcv's linear warmup: the LR factor of optimizer step ``step`` (0-based).
+
+    Rises linearly from ``warmup_ratio`` at step 0 to 1 at step ``warmup_iters``, and stays 1
+    from there on: 1 - (1 - step / warmup_iters) * (1 - warmup_ratio). ``warmup_iters=0``: no
+    warmup.
+    """
+    if step >= warmup_iters:
+        return 1.0
+    return 1.0 - (1.0 - step / warmup_iters) * (1.0 - warmup_ratio)
+
+
+class WarmupMultiStepLR(torch.optim.lr_scheduler.MultiStepLR):
+    """MultiStepLR (stepped per epoch) with mmcv's linear warmup over the first optimizer steps.
+
+    The warmup multiplies the scheduled LR of each optimizer step (``warmup_factor``, applied
+    by :func:`train_one_epoch`); the param groups keep the scheduled LR, so the per-epoch
+    milestones are unaffected by where in an epoch the warmup ends.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float,
+                 warmup_iters: int = 0, warmup_ratio: float = 0.001) -> None:
+        if warmup_iters < 0 or not 0.0 < warmup_ratio <= 1.0:
+            raise ValueError(f"train.warmup_iters must be >= 0 and train.warmup_ratio in (0, 1], "
+                             f"got {warmup_iters} and {warmup_ratio}")
+        self.warmup_iters = warmup_iters
+        self.warmup_ratio = warmup_ratio
+        super().__init__(optimizer, milestones=milestones, gamma=gamma)
+
+    def warmup_factor(self, step: int) -> float:
+        """The factor on the scheduled LR of optimizer step ``step`` (0-based)."""
+        return linear_warmup_factor(step, self.warmup_iters, self.warmup_ratio)
+
+
+def multistep_lr(optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float,
+                 warmup_iters: int = 0, warmup_ratio: float = 0.001) -> WarmupMultiStepLR:
+    """LR × gamma from each milestone epoch index on (stepped once at the end of every epoch),
+    times the linear warmup factor over the first ``warmup_iters`` optimizer steps.
 
     The official HRNet code steps its scheduler at the start of each epoch, so its LR drops one
     epoch before the configured milestone (quirk P10); we apply the milestones as written, as
-    mmcv (Lite-HRNet) does.
+    mmcv (Lite-HRNet) does. Lite-HRNet warms up for 500 steps from 0.001x; HRNet has no warmup.
     """
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+    return WarmupMultiStepLR(optimizer, milestones, gamma, warmup_iters, warmup_ratio)
 
 
 def build_optimizer(parameters, name: str, lr: float, weight_decay: float = 0.0,
@@ -82,15 +117,37 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _step_with_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """``optimizer.step()`` with every group's LR times ``factor`` for this step only.
+
+    The scheduled LR is put back afterwards: MultiStepLR is chainable (it multiplies whatever
+    LR the groups hold at a milestone), so it must never see a warmed-down value.
+    """
+    if factor == 1.0:
+        optimizer.step()
+        return
+    scheduled = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+        group["lr"] = lr * factor
+    try:
+        optimizer.step()
+    finally:
+        for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+            group["lr"] = lr
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, state: TrainState,
                     writer: ScalarWriter, *, max_steps: int | None = None,
                     log_interval: int = 20,
-                    autocast: torch.dtype | None = None) -> tuple[float, float]:
+                    autocast: torch.dtype | None = None,
+                    lr_factor: Callable[[int], float] | None = None) -> tuple[float, float]:
     """One pass over ``loader`` (or until ``max_steps``); returns (mean loss, samples/s).
 
     ``autocast``: run the forward pass under autocast to this dtype (None: float32 throughout);
     the loss is computed in float32 on the upcast heatmaps.
+    ``lr_factor``: maps the 0-based optimizer step to a factor on the param groups' LR for that
+    step only (the warmup, :meth:`WarmupMultiStepLR.warmup_factor`); None: 1.
     """
     model.train()
     total_loss, total_samples = 0.0, 0
@@ -112,7 +169,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         loss = loss_fn(heatmaps.float(), targets, target_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        factor = lr_factor(state.step) if lr_factor is not None else 1.0
+        _step_with_lr_factor(optimizer, factor)
         state.step += 1
 
         batch_size = images.shape[0]
@@ -122,7 +180,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         bar.set_postfix(loss=f"{loss.item():.3e}", samples_per_s=f"{samples_per_second:.1f}",
                         refresh=False)
         if state.step % log_interval == 0:
-            writer.scalars({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"],
+            writer.scalars({"train/loss": loss.item(),
+                            "train/lr": optimizer.param_groups[0]["lr"] * factor,
                             "train/samples_per_s": samples_per_second}, state.step)
     bar.close()
     samples_per_second = total_samples / max(time.perf_counter() - started, 1e-9)
@@ -138,7 +197,9 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
     """Train for ``epochs`` (or ``max_steps``), evaluating every ``eval_interval`` epochs and
     after the last; writes ``last.pt``, ``best.pt`` and TensorBoard scalars to ``run_dir``.
     ``autocast`` is the training forward pass's dtype (see :func:`train_one_epoch`); evaluation
-    runs in float32."""
+    runs in float32. A :class:`WarmupMultiStepLR` ``scheduler`` also scales the LR of the first
+    optimizer steps (its warmup)."""
+    warmup = scheduler.warmup_factor if isinstance(scheduler, WarmupMultiStepLR) else None
     run_dir = Path(run_dir)
     logger = get_logger()
     writer = ScalarWriter(run_dir)
@@ -150,7 +211,8 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
                 train_loader.dataset.set_epoch(epoch)
             mean_loss, samples_per_second = train_one_epoch(
                 model, train_loader, loss_fn, optimizer, device, state, writer,
-                max_steps=max_steps, log_interval=log_interval, autocast=autocast)
+                max_steps=max_steps, log_interval=log_interval, autocast=autocast,
+                lr_factor=warmup)
             scheduler.step()
             logger.info("epoch %d: loss %.4e, lr %.2e, %d steps, %.1f samples/s", epoch,
                         mean_loss, optimizer.param_groups[0]["lr"], state.step, samples_per_second)
