@@ -191,6 +191,10 @@ def merge_checkpoint_config(cli_cfg: DictConfig, checkpoint_cfg: dict[str, Any],
         key = override.key_or_group
         if override.is_delete():
             raise ValueError(f"'~{key}': deleting config keys is not supported by pose.eval")
+        if key == "experiment":
+            raise ValueError(f"experiment={override.value()}: a pose checkpoint's config already "
+                             "fixes its experiment; override single keys instead (experiment= "
+                             "is for official weights, which carry no config)")
         OmegaConf.update(merged, key, OmegaConf.select(cli_cfg, key), merge=False)
     merged.checkpoint = cli_cfg.checkpoint
     return merged

@@ -3,7 +3,7 @@
 The config comes from the checkpoint; overrides on the command line (``data.root=``,
 ``eval.use_gt_boxes=false eval.det_file=...``, ``eval.flip_test=``) apply on top. A checkpoint
 that pose.train did not write (official HRNet or Lite-HRNet weights, mmpose 0.x or 1.x) carries
-no config: the command line gives it (``model=<name>`` or ``+experiment=<name>``, ``data.root=``,
+no config: the command line gives it (``model=<name>`` or ``experiment=<name>``, ``data.root=``,
 ...) over the schema defaults, and the weights load through ``pose.models.load_pretrained``. Writes
 ``results.json`` (COCO results format), ``metrics.json`` and ``predictions.jpg`` to a new folder
 beside the checkpoint (or ``hydra.run.dir=``), and prints the AP table.
@@ -53,7 +53,7 @@ def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> No
         raise ValueError(
             f"{checkpoint} is not a pose checkpoint (official HRNet / Lite-HRNet or mmpose "
             "weights?), so it carries no config: say which model it holds with model=<name> "
-            f"(one of {', '.join(list_models())}) or +experiment=<name>, and the data with "
+            f"(one of {', '.join(list_models())}) or experiment=<name>, and the data with "
             "data.root=... (and model.num_joints=, data.image_size=, ... where they differ "
             "from the defaults)")
 

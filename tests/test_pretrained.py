@@ -231,6 +231,14 @@ def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path):
     assert "name: hrnet_w8_tiny" in (out_dir / "config.yaml").read_text()
     assert json.loads((out_dir / "results.json").read_text())
 
+    # An experiment preset gives the rest of the config; model= on the command line wins.
+    preset_dir = tmp_path / "eval_preset"
+    preset = run("pose.eval", f"checkpoint={path}", "experiment=demo", "model=hrnet_w8_tiny",
+                 *common, f"hydra.run.dir={preset_dir}")
+    assert preset.returncode == 0, preset.stderr[-3000:]
+    config = (preset_dir / "config.yaml").read_text()
+    assert "name: hrnet_w8_tiny" in config and "post_process: dark" in config
+
 
 def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path):
     path = tmp_path / "imagenet.pth"

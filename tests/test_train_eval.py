@@ -86,6 +86,15 @@ def test_an_existing_run_is_never_overwritten(trained_run, dataset):
     assert (trained_run / "last.pt").read_bytes() == before
 
 
+def test_experiment_is_refused_for_a_checkpoint_with_its_own_config(trained_run, tmp_path):
+    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "experiment=demo",
+                 f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    assert "experiment=demo: a pose checkpoint's config already fixes its experiment" in (
+        result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
     result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
                  f"hydra.run.dir={tmp_path / 'eval'}")
