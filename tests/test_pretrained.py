@@ -12,7 +12,7 @@ import torch
 
 from pose.data.synthetic import generate_coco_dataset
 from pose.engine.checkpoint import CheckpointError, save_checkpoint
-from pose.models import create_model, list_models, load_backbone_weights, load_pretrained
+from pose.models import create_model, load_backbone_weights, load_pretrained
 
 LITE_HRNET = "lite_hrnet_18"
 # Keys of an official HRNet ImageNet classifier that the pose network does not have.
@@ -76,8 +76,6 @@ def hrnet_fixture(reference_dir):
 
 @pytest.fixture(scope="module")
 def lite_hrnet_fixture(reference_dir):
-    if LITE_HRNET not in list_models():
-        pytest.skip(f"{LITE_HRNET} is not in pose.models.list_models() yet")
     return torch.load(reference_dir / "fixtures" / "forward_litehrnet_18_coco_256x192.pt",
                       weights_only=False)
 
