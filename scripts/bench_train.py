@@ -22,6 +22,7 @@ process's max resident set) is its own.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -87,7 +89,6 @@ def measure(args: argparse.Namespace) -> dict:
     context = DistributedContext(device=device)
     train_model = prepare_model(model, context, channels_last=channels_last,
                                 compile_model=compile_model)
-    torch.backends.cudnn.benchmark = True
     autocast = autocast_dtype(precision, device)
     optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,
                                 cfg.train.weight_decay, cfg.train.momentum)
@@ -96,34 +97,36 @@ def measure(args: argparse.Namespace) -> dict:
     width, height = cfg.data.image_size
     heatmap_width, heatmap_height = cfg.data.heatmap_size
 
-    def batches(count: int):
-        if args.data is None:  # the same random batch again and again
-            batch = {"image": torch.randn(batch_size, 3, height, width),
-                     "target": torch.rand(batch_size, cfg.model.num_joints, heatmap_height,
-                                          heatmap_width),
-                     "target_weight": torch.ones(batch_size, cfg.model.num_joints, 1)}
-            return [batch] * count
+    if args.data is None:  # the same random batch again and again
+        batch = {"image": torch.randn(batch_size, 3, height, width),
+                 "target": torch.rand(batch_size, cfg.model.num_joints, heatmap_height,
+                                      heatmap_width),
+                 "target_weight": torch.ones(batch_size, cfg.model.num_joints)}
+        if device.type == "cuda":  # as the real loader's pin_memory=True gives it
+            batch = {name: value.pin_memory() for name, value in batch.items()}
+        stream = itertools.repeat(batch)
+    else:
         dataset = build_dataset(cfg.data, train=True, seed=0)
-        sampler = ResumableSampler(dataset, seed=0)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-            num_workers=args.workers, pin_memory=device.type == "cuda",
-            collate_fn=collate_skip_none, persistent_workers=False)
-        if len(loader) < count:
-            raise SystemExit(f"the generated dataset gives {len(loader)} batches; {count} needed")
-        return _first(loader, count)
+            dataset, batch_size=batch_size, sampler=ResumableSampler(dataset, seed=0),
+            drop_last=True, num_workers=args.workers, pin_memory=device.type == "cuda",
+            collate_fn=collate_skip_none)
+        if len(loader) < args.warmup + args.steps:
+            raise SystemExit(f"the generated dataset gives {len(loader)} batches; "
+                             f"{args.warmup + args.steps} are needed")
+        stream = iter(loader)  # one pass: the timed steps find the workers running
 
     scaler = grad_scaler_for(autocast, device)
     options = {"autocast": autocast, "grad_scaler": scaler, "show_progress": False}
-    train_one_epoch(train_model, batches(args.warmup), loss_fn, optimizer, device, TrainState(),
-                    CapturedScalars(), log_interval=10**9, **options)
+    train_one_epoch(train_model, Batches(stream, args.warmup), loss_fn, optimizer, device,
+                    TrainState(), CapturedScalars(), log_interval=10**9, **options)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     captured = CapturedScalars()
     started = time.perf_counter()
-    train_one_epoch(train_model, batches(args.steps), loss_fn, optimizer, device, TrainState(),
-                    captured, log_interval=args.steps, **options)
+    train_one_epoch(train_model, Batches(stream, args.steps), loss_fn, optimizer, device,
+                    TrainState(), captured, log_interval=args.steps, **options)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -147,20 +150,17 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-class _first:
-    """The first ``count`` batches of ``loader``, with a length (train_one_epoch needs one)."""
+class Batches:
+    """The next ``count`` batches of ``stream``, with a length (train_one_epoch needs one)."""
 
-    def __init__(self, loader, count: int) -> None:
-        self.loader, self.count = loader, count
+    def __init__(self, stream: Iterator[dict], count: int) -> None:
+        self.stream, self.count = stream, count
 
     def __len__(self) -> int:
         return self.count
 
-    def __iter__(self):
-        for index, batch in enumerate(self.loader):
-            if index == self.count:
-                break
-            yield batch
+    def __iter__(self) -> Iterator[dict]:
+        return itertools.islice(self.stream, self.count)
 
 
 def main() -> int:
