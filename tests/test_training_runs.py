@@ -120,6 +120,22 @@ def test_every_training_switch_at_once(dataset, tmp_path):
     assert "evaluating the EMA weights" in evaluation.stderr
 
 
+def test_a_diverging_run_stops_with_one_clear_line(dataset, tmp_path):
+    """SGD at LR 1e30: the first step blows the weights up, the second step's loss is not
+    finite; the run stops saying so, and last.pt keeps step 1's weights."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(train_command(
+        dataset, run_dir, "train.optimizer=sgd", "train.lr=1e30", "train.max_steps=4",
+        "train.checkpoint_interval=1", "data.num_workers=0", "train.precision=fp32"),
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "pose.train: error: the training loss is" in result.stderr
+    assert "at step 2 (epoch 0)" in result.stderr and "Traceback" not in result.stderr
+    last = torch.load(run_dir / "last.pt", weights_only=False)
+    assert last["step"] == 1
+    assert all(torch.isfinite(value).all() for value in last["model"].values())
+
+
 def test_sync_bn_on_the_cpu_under_ddp_is_refused():
     from pose.engine.distributed import DistributedContext
     from pose.engine.trainer import prepare_model
