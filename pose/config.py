@@ -51,27 +51,47 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 210
     max_steps: int | None = None  # stop after this many optimizer steps (None: run all epochs)
-    batch_size: int = 32
-    optimizer: str = "adam"  # adam | sgd
+    batch_size: int = 32  # per process (per GPU under DDP)
+    optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # adam, sgd: L2 in the gradient; adamw: decoupled
     momentum: float = 0.9  # sgd only
+    scheduler: str = "multistep"  # multistep | cosine (both per epoch, after the warmup)
     milestones: list[int] = field(default_factory=lambda: [170, 200])  # 0-based epoch indices
     lr_gamma: float = 0.1
+    min_lr: float = 0.0  # cosine: the LR of the last epoch
     # mmcv linear warmup (Lite-HRNet: 500, 0.001): the LR factor rises linearly from
-    # warmup_ratio to 1 over the first warmup_iters optimizer steps, on top of the milestones.
+    # warmup_ratio to 1 over the first warmup_iters optimizer steps, on top of the schedule.
     warmup_iters: int = 0
     warmup_ratio: float = 0.001
+    clip_grad_norm: float | None = None  # clip the global gradient norm to this (None: off)
+    accumulate_steps: int = 1  # batches whose gradients add up to one optimizer step
+    # An exponential moving average of the weights: evaluated instead of the weights (best.pt
+    # by its metric), stored in checkpoints; pose.eval evaluates it.
+    ema: bool = False
+    ema_decay: float = 0.9998
     loss: str = "mse"  # mse | ohkm
     ohkm_topk: int = 8
     use_target_weight: bool = True
     eval_interval: int = 10  # evaluate every N epochs (and always after the last one)
-    log_interval: int = 20  # optimizer steps between TensorBoard loss/lr points
-    # NHWC weights and activations: faster convolutions on CPUs (oneDNN) and tensor cores.
-    channels_last: bool = False
-    # "fp32", or "bf16": the forward pass under bfloat16 autocast (weights, optimizer and loss
-    # stay float32); about 2x faster on CPUs with AVX512-BF16 or AMX and on tensor cores.
-    precision: str = "fp32"
+    log_interval: int = 20  # optimizer steps between TensorBoard loss/lr/throughput points
+    num_log_images: int = 8  # fixed val crops drawn to TensorBoard at each evaluation (0: none)
+    # Optimizer steps between mid-epoch last.pt checkpoints (0: at the end of each epoch only).
+    checkpoint_interval: int = 0
+    # Continue a run: true (last.pt of the run folder, hydra.run.dir=), auto (last.pt when the
+    # run folder has one, else start: for requeued cluster jobs), or a checkpoint file.
+    resume: str | None = None
+    # Speed. "auto": bfloat16 autocast on CUDA (float16 with loss scaling on GPUs without
+    # bfloat16), float32 on the CPU; "fp32"; "bf16": the forward pass under bfloat16 autocast
+    # (weights, optimizer and loss stay float32; about 2x faster on CPUs with AVX512-BF16 or AMX
+    # and on tensor cores); "fp16": float16 autocast with a GradScaler.
+    precision: str = "auto"
+    # NHWC weights and activations (faster convolutions on tensor cores and oneDNN CPUs).
+    # None: on with CUDA, off on the CPU.
+    channels_last: bool | None = None
+    compile: bool = False  # torch.compile the training module (minutes of compilation first)
+    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
+    sync_bn: bool = False  # BatchNorm statistics over all GPUs under DDP (CUDA only)
 
 
 @dataclass
@@ -200,7 +220,8 @@ def merge_checkpoint_config(cli_cfg: DictConfig, checkpoint_cfg: dict[str, Any],
     return merged
 
 
-USER_ERRORS = (OSError, ValueError, KeyError)
+# FloatingPointError: a NaN or Inf training loss (pose.engine.trainer.NonFiniteLossError).
+USER_ERRORS = (OSError, ValueError, KeyError, FloatingPointError)
 
 
 def run_reporting_errors(program: str, function, *args) -> Any:

@@ -31,7 +31,12 @@ from pose.config import (
     resolve_device,
     run_reporting_errors,
 )
-from pose.engine.checkpoint import is_pose_checkpoint, load_model_weights, read_checkpoint_file
+from pose.engine.checkpoint import (
+    evaluation_weights,
+    is_pose_checkpoint,
+    load_model_weights,
+    read_checkpoint_file,
+)
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging
 from pose.evaluation import format_metrics_table
@@ -79,8 +84,11 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
     if ours:
         trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
-        load_model_weights(model, checkpoint["model"], model_name=cfg.model.name,
+        weights, which = evaluation_weights(checkpoint)  # the EMA's when training kept one
+        load_model_weights(model, weights, model_name=cfg.model.name,
                            source=f"{cfg.checkpoint} (trained as {trained_as})")
+        logger.info("evaluating the %s weights of %s", "EMA" if which == "ema" else "trained",
+                    cfg.checkpoint)
     else:
         load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
     model.to(device)

@@ -4,6 +4,7 @@ Composes the config (conf/train.yaml, an experiment preset, command-line overrid
 data, model, loss and optimizer, and hands them to ``pose.engine.trainer.fit``. The run folder
 (Hydra's, ``outputs/<name>/<time>`` unless ``hydra.run.dir=`` says otherwise) receives
 ``last.pt``, ``best.pt``, TensorBoard events, ``log.txt``, ``results.json`` and ``metrics.json``.
+``torchrun --nproc_per_node=N -m pose.train ...`` trains on N processes (DDP); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -28,13 +29,26 @@ from pose.config import (
     to_plain,
 )
 from pose.data import collate_skip_none
+from pose.data.coco import IMAGENET_MEAN, IMAGENET_STD
+from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
+from pose.engine.distributed import (
+    DistributedContext,
+    ResumableSampler,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+)
+from pose.engine.ema import ModelEma
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
-from pose.engine.logger import setup_logging
+from pose.engine.logger import prediction_pictures, setup_logging
 from pose.engine.trainer import (
     autocast_dtype,
     build_optimizer,
+    build_scheduler,
     fit,
-    multistep_lr,
+    grad_scaler_for,
+    prepare_model,
     seed_everything,
 )
 from pose.evaluation import format_metrics_table
@@ -43,66 +57,136 @@ from pose.models import create_model, load_backbone_weights
 
 register_configs()
 
+# The metric best.pt is chosen by, per data.dataset.
+BEST_METRIC = {"coco": "AP", "mpii": "Mean"}
+
+
+def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path, Path | None]:
+    """The run folder (rank 0's: under torchrun each rank resolved ``${now:}`` itself) and the
+    checkpoint to resume from; refuses a folder that holds a run unless resuming it."""
+    own_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = Path(broadcast_object(str(own_dir)))
+    if own_dir != run_dir and own_dir.is_dir() and not any(own_dir.iterdir()):
+        own_dir.rmdir()  # Hydra made it for this rank a second later than rank 0's
+    # Rank 0 decides; every rank raises its error (they all stop, rather than wait for rank 0).
+    error, resume_path = None, None
+    if context.is_main:
+        try:
+            resume_path = resume_checkpoint_path(cfg.train.resume, run_dir)
+            last = run_dir / "last.pt"
+            if last.exists() and (resume_path is None or resume_path.resolve() != last.resolve()):
+                raise FileExistsError(f"{run_dir} already holds a training run (last.pt); "
+                                      "nothing was changed. Continue it with train.resume=true, "
+                                      "or choose another folder with hydra.run.dir=...")
+        except (OSError, ValueError) as raised:
+            error = raised
+    error, resume_path = broadcast_object((error, resume_path))
+    if error is not None:
+        raise error
+    return run_dir, resume_path
+
 
 def train(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if (run_dir / "last.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a training run (last.pt); nothing was "
-                              "changed. Choose another folder with hydra.run.dir=...")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    logger = setup_logging(run_dir)
+    context = init_distributed(resolve_device(cfg.device))
+    try:
+        run_training(cfg, context)
+    finally:
+        cleanup_distributed()
+
+
+def run_training(cfg: DictConfig, context: DistributedContext) -> None:
+    run_dir, resume_path = prepare_run_dir(cfg, context)
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_path is None or not (run_dir / "config.yaml").exists():
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    logger = setup_logging(run_dir, is_main=context.is_main)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = context.device
     check_eval_config(cfg.eval)
     autocast = autocast_dtype(cfg.train.precision, device)
-    logger.info("run folder: %s (device %s)\n%s", run_dir, device, OmegaConf.to_yaml(cfg))
+    logger.info("run folder: %s (device %s, %d process%s, autocast %s)\n%s", run_dir, device,
+                context.world_size, "es" if context.enabled else "", autocast or "off",
+                OmegaConf.to_yaml(cfg))
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
     loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
                       "persistent_workers": cfg.data.num_workers > 0}
-    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True,
-                              drop_last=len(train_set) > cfg.train.batch_size,
+    sampler = ResumableSampler(train_set, num_replicas=context.world_size, rank=context.rank,
+                               seed=cfg.seed)
+    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler,
+                              drop_last=len(sampler) > cfg.train.batch_size,
                               collate_fn=collate_skip_none,
                               generator=torch.Generator().manual_seed(cfg.seed), **loader_options)
     val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
                             **loader_options)
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
 
-    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints).to(device)
-    if cfg.model.pretrained:
+    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    if cfg.model.pretrained and resume_path is None:
         logger.info("%s", load_backbone_weights(model, cfg.model.pretrained,
                                                 model_name=cfg.model.name))
-    if cfg.train.channels_last:  # activations follow the weights' layout from the first conv on
-        model = model.to(memory_format=torch.channels_last)
+    train_model = prepare_model(model, context, channels_last=cfg.train.channels_last,
+                                compile_model=cfg.train.compile, sync_bn=cfg.train.sync_bn,
+                                cudnn_benchmark=cfg.train.cudnn_benchmark)
+    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema else None
     loss_fn = build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
                          topk=cfg.train.ohkm_topk)
     optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,
                                 cfg.train.weight_decay, cfg.train.momentum)
-    scheduler = multistep_lr(optimizer, list(cfg.train.milestones), cfg.train.lr_gamma,
-                             cfg.train.warmup_iters, cfg.train.warmup_ratio)
+    scheduler = build_scheduler(optimizer, cfg.train.scheduler, epochs=cfg.train.epochs,
+                                milestones=list(cfg.train.milestones), gamma=cfg.train.lr_gamma,
+                                min_lr=cfg.train.min_lr, warmup_iters=cfg.train.warmup_iters,
+                                warmup_ratio=cfg.train.warmup_ratio)
     spec = keypoint_spec(cfg.data)
+    resume = None
+    if resume_path is not None:
+        resume = load_checkpoint(resume_path)
+        logger.info("continuing from %s (step %d)", resume_path, resume["step"])
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        predictions = predict(model, val_loader, device, spec.flip_pairs,
-                              flip_test=cfg.eval.flip_test, shift_heatmap=cfg.eval.shift_heatmap,
-                              post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
-        metrics, results = evaluate_coco(
-            predictions, val_set.annotation_file, spec.oks_sigmas,
-            visibility_threshold=cfg.eval.visibility_threshold,
-            oks_nms_threshold=cfg.eval.oks_nms_threshold)
-        write_evaluation(run_dir, metrics, results)
-        logger.info("evaluation on %s:\n%s", cfg.data.val_split, format_metrics_table(metrics))
-        return metrics
+        # Under DDP rank 0 evaluates the whole val set while the other ranks wait. The place to
+        # shard it instead: every rank predicts its DistributedSampler share, and
+        # pose.engine.inference.gather_predictions (issue 6) joins them on rank 0.
+        metrics = None
+        if context.is_main:
+            predictions = predict(model, val_loader, device, spec.flip_pairs,
+                                  flip_test=cfg.eval.flip_test,
+                                  shift_heatmap=cfg.eval.shift_heatmap,
+                                  post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
+            metrics, results = evaluate_coco(
+                predictions, val_set.annotation_file, spec.oks_sigmas,
+                visibility_threshold=cfg.eval.visibility_threshold,
+                oks_nms_threshold=cfg.eval.oks_nms_threshold)
+            write_evaluation(run_dir, metrics, results)
+            logger.info("evaluation on %s:\n%s", cfg.data.val_split, format_metrics_table(metrics))
+        barrier()
+        return broadcast_object(metrics)
+
+    log_images = None
+    if cfg.train.num_log_images > 0 and context.is_main:
+        # The same val crops at every evaluation, spread over the val set.
+        count = min(cfg.train.num_log_images, len(val_set))
+        crops = [val_set[index * len(val_set) // count] for index in range(count)]
+        images = torch.stack([crop["image"] for crop in crops])
+        joints = torch.stack([crop["joints"] for crop in crops])
+        log_images = partial(prediction_pictures, images=images, joints=joints,
+                             skeleton=spec.skeleton, device=device, mean=IMAGENET_MEAN,
+                             std=IMAGENET_STD)
 
     state = fit(model, train_loader, loss_fn, optimizer, scheduler, device, run_dir,
                 epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, evaluate=evaluate,
                 config=to_plain(cfg), eval_interval=cfg.train.eval_interval,
-                log_interval=cfg.train.log_interval,
-                autocast=autocast)
-    logger.info("done after %d steps: best AP %.4f; checkpoints and TensorBoard logs in %s",
-                state.step, state.best_ap, run_dir)
+                log_interval=cfg.train.log_interval, autocast=autocast,
+                train_model=train_model, grad_scaler=grad_scaler_for(autocast, device),
+                accumulate_steps=cfg.train.accumulate_steps,
+                clip_grad_norm=cfg.train.clip_grad_norm, ema=ema,
+                checkpoint_interval=cfg.train.checkpoint_interval,
+                best_metric=BEST_METRIC.get(cfg.data.dataset, "AP"), resume=resume,
+                log_images=log_images, context=context)
+    logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
+                state.step, BEST_METRIC.get(cfg.data.dataset, "AP"), state.best_metric, run_dir)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")

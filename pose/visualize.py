@@ -62,3 +62,26 @@ def save_prediction_grid(dataset: ImageSource, results: list[dict[str, Any]], ou
     out_path = Path(out_path)
     cv2.imwrite(str(out_path), np.vstack(rows))
     return out_path
+
+
+def heatmap_overlay(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``image`` (RGB uint8 [H, W, 3]) blended with the per-pixel maximum over joints of
+    ``heatmaps`` ([K, h, w], any size: resized to the image), in OpenCV's JET colours."""
+    peak = np.clip(heatmaps.max(axis=0), 0.0, 1.0)
+    peak = cv2.resize(peak.astype(np.float32), (image.shape[1], image.shape[0]),
+                      interpolation=cv2.INTER_LINEAR)
+    colours = cv2.applyColorMap(np.round(peak * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
+
+
+def draw_crop_comparison(image: np.ndarray, predicted: np.ndarray, ground_truth: np.ndarray,
+                         skeleton: tuple[tuple[int, int], ...],
+                         score_threshold: float = 0.2) -> np.ndarray:
+    """A copy of the crop ``image`` (RGB uint8) with the ground-truth skeleton in green and the
+    predicted one in red. ``predicted``: [K, 3] (x, y, score), ``ground_truth``: [K, 3]
+    (x, y, visibility) in crop pixels; unlabelled joints (visibility 0) are not drawn."""
+    canvas = np.ascontiguousarray(image.copy())
+    draw_pose(canvas, ground_truth, skeleton, score_threshold=0.0, colour=(0, 255, 0))
+    draw_pose(canvas, predicted, skeleton, score_threshold=score_threshold, colour=(255, 0, 0))
+    return canvas

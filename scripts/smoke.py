@@ -63,7 +63,8 @@ def main() -> int:
             train = [sys.executable, "-m", "pose.train", f"experiment={name}",
                      f"data.root={data}", "train.max_steps=2", "train.batch_size=2",
                      "data.num_workers=0", "device=cpu", "eval.batch_size=8",
-                     "eval.num_visualize=0", f"hydra.run.dir={run_dir}"]
+                     "eval.num_visualize=0", "train.num_log_images=1",
+                     f"hydra.run.dir={run_dir}"]
             evaluate = [sys.executable, "-m", "pose.eval", f"checkpoint={run_dir / 'best.pt'}",
                         "eval.use_gt_boxes=false", f"eval.det_file={data / DETECTIONS}",
                         "eval.batch_size=8", f"hydra.run.dir={run_dir / 'eval'}"]

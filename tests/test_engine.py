@@ -20,6 +20,7 @@ from pose.engine.trainer import (
     autocast_dtype,
     build_optimizer,
     fit,
+    grad_scaler_for,
     linear_warmup_factor,
     multistep_lr,
     train_one_epoch,
@@ -95,16 +96,24 @@ def test_lr_schedule_follows_the_milestones(reference_dir):
 
 
 def test_unknown_optimizer():
-    with pytest.raises(ValueError, match="train.optimizer='lamb'"):
+    with pytest.raises(ValueError, match="train.optimizer='lamb'.*adam, adamw, sgd"):
         build_optimizer(nn.Linear(1, 1).parameters(), "lamb", lr=1e-3)
 
 
 def test_precision_names_are_checked():
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("auto", cpu) is None  # float32 on the CPU unless asked
+    assert autocast_dtype("fp16", cpu) is torch.float16
     assert autocast_dtype("bf16", torch.device("cuda")) is torch.bfloat16
-    with pytest.raises(ValueError, match="train.precision='fp16'.*fp32, bf16"):
-        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="train.precision='half'.*auto, fp32, bf16, fp16"):
+        autocast_dtype("half", cpu)
+
+
+def test_only_float16_gets_a_grad_scaler():
+    cpu = torch.device("cpu")
+    assert grad_scaler_for(None, cpu) is None and grad_scaler_for(torch.bfloat16, cpu) is None
+    assert isinstance(grad_scaler_for(torch.float16, cpu), torch.amp.GradScaler)
 
 
 def test_bf16_falls_back_to_fp32_on_cpus_without_it(monkeypatch, caplog):
@@ -129,9 +138,11 @@ class _Recorder(nn.Module):
 
 
 @pytest.mark.parametrize(("autocast", "expected"), [(None, torch.float32),
-                                                    (torch.bfloat16, torch.bfloat16)])
+                                                    (torch.bfloat16, torch.bfloat16),
+                                                    (torch.float16, torch.float16)])
 def test_training_step_under_autocast(tmp_path, autocast, expected):
-    """bf16 autocast runs the forward pass in bfloat16; weights and their update stay float32."""
+    """bf16 and fp16 autocast run the forward pass in their dtype (fp16 with loss scaling);
+    weights and their update stay float32."""
     torch.manual_seed(0)
     model = _Recorder()
     batch = {"image": torch.randn(4, 3, 8, 8), "target": torch.rand(4, 2, 8, 8),
@@ -139,8 +150,10 @@ def test_training_step_under_autocast(tmp_path, autocast, expected):
     optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
     before = model.conv.weight.detach().clone()
     writer = ScalarWriter(tmp_path)
+    scaler = grad_scaler_for(autocast, torch.device("cpu"))
     mean_loss, _ = train_one_epoch(model, [batch, batch], build_loss("mse"), optimizer,
-                                   torch.device("cpu"), TrainState(), writer, autocast=autocast)
+                                   torch.device("cpu"), TrainState(), writer, autocast=autocast,
+                                   grad_scaler=scaler)
     writer.close()
     assert model.dtypes == [expected, expected]
     assert model.conv.weight.dtype == torch.float32

@@ -1,17 +1,21 @@
 """Checkpoints: atomic writes, readable errors, strict weight loading.
 
 A checkpoint is a dict with ``format`` ("pose-checkpoint"), ``model`` (state dict), ``config``
-(the resolved config as plain containers, so ``pose.eval`` needs nothing else), ``epoch``,
-``step``, ``metrics``, and for resuming ``optimizer`` and ``scheduler``.
+(the resolved config as plain containers, so ``pose.eval`` needs nothing else), ``epoch``
+(epochs completed), ``step`` (optimizer steps), ``metrics``, and for resuming ``optimizer``,
+``scheduler``, ``grad_scaler``, ``ema``, ``rng`` and ``epoch_samples`` (what
+:func:`pose.engine.trainer.training_checkpoint` writes).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,3 +101,54 @@ def load_model_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], so
         parts.append("was the checkpoint trained with another model (model=... override)?")
         raise CheckpointError("\n  ".join(parts))
     model.load_state_dict(state_dict, strict=True)
+
+
+def evaluation_weights(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights a checkpoint's metrics were measured with, and which they are: the EMA of the
+    weights when training kept one ("ema"), else the trained weights ("model")."""
+    if checkpoint.get("ema") is not None:
+        return checkpoint["ema"]["module"], "ema"
+    return checkpoint["model"], "model"
+
+
+def resume_checkpoint_path(resume: str | None, run_dir: str | Path) -> Path | None:
+    """The checkpoint ``train.resume`` names, or None to start afresh.
+
+    ``resume``: None or "false" (start afresh), "true" (``last.pt`` of ``run_dir``, which must
+    exist), "auto" (``last.pt`` of ``run_dir`` when there is one: a requeued cluster job
+    continues, a first start starts), or the path of a checkpoint file.
+    """
+    if resume is None or str(resume).lower() == "false":
+        return None
+    last = Path(run_dir) / "last.pt"
+    if str(resume).lower() == "true":
+        if not last.is_file():
+            raise CheckpointError(f"train.resume=true: there is no last.pt in the run folder "
+                                  f"{run_dir} to continue from (point hydra.run.dir= at the run, "
+                                  "or give train.resume=<checkpoint file>)")
+        return last
+    if str(resume).lower() == "auto":
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise CheckpointError(f"train.resume={resume}: checkpoint not found")
+    return path
+
+
+def rng_states() -> dict[str, Any]:
+    """The state of every random generator training may draw from: Python's, numpy's, torch's
+    CPU generator and the current CUDA device's."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(),
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Put back what :func:`rng_states` captured (the CUDA state onto the current device)."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])

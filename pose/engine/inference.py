@@ -37,11 +37,13 @@ class Predictions:
     image_ids: torch.Tensor  # [N]
 
 
-def progress(iterable, description: str, total: int | None = None) -> tqdm:
-    """A progress bar that redraws in a terminal and prints sparse lines in a log."""
+def progress(iterable, description: str, total: int | None = None,
+             disable: bool = False) -> tqdm:
+    """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
+    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
     interactive = sys.stderr.isatty()
     return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
-                mininterval=0.5 if interactive else 30.0)
+                mininterval=0.5 if interactive else 30.0, disable=disable)
 
 
 @torch.no_grad()

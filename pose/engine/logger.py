@@ -1,4 +1,4 @@
-"""Run logging: TensorBoard scalars and a plain-text log in the run folder."""
+"""Run logging: TensorBoard scalars and images, and a plain-text log in the run folder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+
+from pose.evaluation import heatmap_maxima
+from pose.visualize import draw_crop_comparison, heatmap_overlay
 
 LOGGER_NAME = "pose"
 
@@ -15,10 +21,15 @@ def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
 
 
-def setup_logging(run_dir: str | Path | None = None) -> logging.Logger:
-    """Log INFO to stderr and, when a run folder is given, to ``<run_dir>/log.txt``."""
+def setup_logging(run_dir: str | Path | None = None, is_main: bool = True) -> logging.Logger:
+    """Log INFO to stderr and, when a run folder is given, to ``<run_dir>/log.txt``.
+
+    ``is_main=False`` (the other ranks of a distributed run): warnings and errors to stderr only.
+    """
     logger = get_logger()
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    if not is_main:
+        run_dir = None
     logger.propagate = False
     formatter = logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if not any(getattr(handler, "_pose_console", False) for handler in logger.handlers):
@@ -37,16 +48,59 @@ def setup_logging(run_dir: str | Path | None = None) -> logging.Logger:
 
 
 class ScalarWriter:
-    """TensorBoard scalars under ``<run_dir>/tensorboard``."""
+    """TensorBoard scalars and images under ``<run_dir>/tensorboard``.
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.log_dir = Path(run_dir) / "tensorboard"
-        self._writer = SummaryWriter(log_dir=str(self.log_dir))
+    ``run_dir=None`` writes nothing (the ranks other than 0 of a distributed run).
+    ``purge_step``: a resumed run drops the events logged at this step and later by the run it
+    continues (they were logged after its checkpoint, and are logged again).
+    """
+
+    def __init__(self, run_dir: str | Path | None, purge_step: int | None = None) -> None:
+        self.log_dir = None if run_dir is None else Path(run_dir) / "tensorboard"
+        self._writer = (None if self.log_dir is None
+                        else SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step))
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        if self._writer is None:
+            return
         for tag, value in values.items():
             self._writer.add_scalar(tag, value, step)
 
+    def images(self, tag: str, images: np.ndarray, step: int) -> None:
+        """``images``: [N, H, W, 3] uint8 RGB, shown as one grid."""
+        if self._writer is not None:
+            self._writer.add_images(tag, images, step, dataformats="NHWC")
+
     def close(self) -> None:
-        self._writer.flush()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+
+
+@torch.no_grad()
+def prediction_pictures(model: nn.Module, images: torch.Tensor, joints: torch.Tensor,
+                        skeleton: tuple[tuple[int, int], ...], device: torch.device,
+                        mean: tuple[float, float, float],
+                        std: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """Pictures of the model's predictions on fixed val crops, for TensorBoard.
+
+    ``images``: [N, 3, H, W] normalised crops (``(rgb / 255 - mean) / std``); ``joints``:
+    [N, K, 3] ground truth (x, y, visibility) in crop pixels. Returns ``{"val/skeletons":
+    predicted (red) against ground-truth (green) skeletons, "val/heatmaps": the predicted
+    heatmaps' maximum over joints on the crop}``, each [N, H, W, 3] uint8 RGB. The predicted
+    joints are the heatmap argmax (no flip test, no sub-cell refinement).
+    """
+    model.eval()
+    heatmaps = model(images.to(device)).float().cpu()
+    coords, maxvals = heatmap_maxima(heatmaps)
+    pixels_per_cell = images.shape[-1] / heatmaps.shape[-1]
+    predicted = torch.cat([coords * pixels_per_cell, maxvals.unsqueeze(2)], dim=2).numpy()
+    mean_tensor = torch.tensor(mean).view(1, 3, 1, 1)
+    std_tensor = torch.tensor(std).view(1, 3, 1, 1)
+    rgb = (images.float() * std_tensor + mean_tensor).clamp(0, 1).mul(255).round()
+    rgb = rgb.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    skeletons = [draw_crop_comparison(crop, prediction, truth, skeleton)
+                 for crop, prediction, truth in zip(rgb, predicted, joints.numpy(), strict=True)]
+    overlays = [heatmap_overlay(crop, maps) for crop, maps in zip(rgb, heatmaps.numpy(),
+                                                                   strict=True)]
+    return {"val/skeletons": np.stack(skeletons), "val/heatmaps": np.stack(overlays)}
