@@ -1,0 +1,741 @@
+"""COCO keypoint AP in torch: pycocotools' ``COCOeval(iouType='keypoints')`` to the last digit.
+
+pycocotools evaluates image by image in Python loops; here every step runs on whole tensors, on
+the CPU or on CUDA:
+
+1. Detections are grouped per (category, image) "cell", ordered by score (a stable sort, as
+   pycocotools' mergesort: equal scores keep their order in the results list) and cut to the
+   best 20 per cell (``maxDets``).
+2. OKS is computed for every (detection, ground truth) pair of a cell at once, in float64, with
+   pycocotools' operation order and numpy's summation order, so the values are the same bits on
+   the CPU. Ground truth with no labelled joint measures the distance to a box twice its size.
+3. The greedy matching runs over the detections' rank within their cell (at most 20 steps),
+   vectorised over cells, the 10 OKS thresholds and the 3 area ranges. Only pairs with OKS >= 0.5
+   (the lowest threshold) can match, so the matching works on those alone. Its rules are
+   pycocotools': a detection takes the unmatched non-ignored ground truth of highest OKS (the
+   last one on ties), and only if none qualifies an ignored one (crowd regions may match many
+   detections); ignored are crowd regions, people with ``num_keypoints`` 0 and people outside
+   the area range. Unmatched detections outside the area range are ignored too.
+4. Accumulation is one stable sort by score per category and cumulative sums; precision is made
+   monotone and read at the 101 recall thresholds; the ten stats are pycocotools' means, with
+   -1 where nothing is defined.
+
+pycocotools' quirks are kept: the area of a detection is that of its keypoints' extent (or of its
+``bbox`` when the first result carries one, as ``loadRes`` decides), a ground truth with id 0
+counts as unmatched when matched, detections of categories absent from the ground truth are
+dropped. Unlike pycocotools, an empty results list is evaluated (AP 0 where people exist) and
+malformed results get one clear error naming the first offending entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pose.evaluation.nms import AREA_EPSILON, pairwise_sum
+
+# pycocotools' Params.setKpParams, computed the same way so that the values are the same bits.
+PYCOCOTOOLS_SIGMAS: tuple[float, ...] = tuple((np.array(
+    [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
+) / 10.0).tolist())
+IOU_THRESHOLDS: np.ndarray = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1,
+                                         endpoint=True)
+RECALL_THRESHOLDS: np.ndarray = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1,
+                                            endpoint=True)
+AREA_RANGES: tuple[tuple[float, float], ...] = (
+    (0 ** 2, 1e5 ** 2), (32 ** 2, 96 ** 2), (96 ** 2, 1e5 ** 2))
+AREA_NAMES: tuple[str, ...] = ("all", "medium", "large")
+MAX_DETECTIONS = 20
+
+# The ten numbers COCOeval.summarize() prints for keypoints, in its order.
+METRIC_NAMES: tuple[str, ...] = (
+    "AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl",
+)
+RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
+ANNOTATION_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox",
+                   "iscrowd")
+
+# Pairs whose OKS is computed at once (bounds the [pairs, K] float64 temporaries).
+_PAIRS_PER_CHUNK = 1 << 17
+
+
+# ------------------------------------------------------------------------------------------------
+# Ground truth
+
+
+@dataclass(frozen=True)
+class CocoKeypointGroundTruth:
+    """A COCO keypoint ground truth as tensors: parse once, evaluate many result sets.
+
+    Annotations are those pycocotools evaluates (image listed in ``images``, category listed in
+    ``categories``), ordered by cell (``category_index * num_images + image_index``) and, within a
+    cell, as in the file. Tensors live on the CPU; the evaluation moves them to its device.
+    """
+
+    image_ids: tuple[Any, ...]  # sorted, as pycocotools' params.imgIds
+    category_ids: tuple[Any, ...]  # sorted, as params.catIds
+    image_index: dict[Any, int]
+    category_index: dict[Any, int]
+    num_keypoints: int | None  # K; None when there are no annotations
+    cells: torch.Tensor  # [G] int64
+    keypoints: torch.Tensor  # [G, K, 3] float64 (x, y, v)
+    areas: torch.Tensor  # [G] float64, the annotations' "area"
+    boxes: torch.Tensor  # [G, 4] float64, "bbox" (x, y, w, h)
+    crowd: torch.Tensor  # [G] bool: int(iscrowd) != 0 (matchable by many detections)
+    ignore: torch.Tensor  # [G] bool: iscrowd or num_keypoints == 0
+    nonzero_id: torch.Tensor  # [G] bool: a match with id 0 counts as none in pycocotools
+    # Image ids as a sorted int64 tensor when they are all integers (the tensor input path).
+    sorted_int_image_ids: torch.Tensor | None
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.category_ids)
+
+
+def _read_json(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO {what} file not found: {path}")
+    with path.open() as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"COCO {what} file {path} is not valid JSON: {error}") from error
+
+
+def _annotation_error(annotations: list, num_keypoints: int | None) -> str:
+    """Why the first malformed evaluated annotation is malformed (the slow path of the parser)."""
+    for position, annotation in enumerate(annotations):
+        where = f"ground-truth annotation {position}"
+        if not isinstance(annotation, Mapping):
+            return f"{where} must be a dict, got {type(annotation).__name__}"
+        missing = [key for key in ANNOTATION_KEYS if key not in annotation]
+        if missing:
+            return (f"{where} (id {annotation.get('id')!r}) lacks keys {missing}, which "
+                    f"keypoint evaluation needs ({list(ANNOTATION_KEYS)})")
+        keypoints = annotation["keypoints"]
+        count = len(keypoints) if hasattr(keypoints, "__len__") else None
+        if count is None or count % 3 or (num_keypoints is not None
+                                          and count != 3 * num_keypoints):
+            expected = "a multiple of 3" if num_keypoints is None else str(3 * num_keypoints)
+            return (f"{where} (id {annotation['id']!r}) has {count} keypoint values, expected "
+                    f"{expected}")
+        if num_keypoints is None:
+            num_keypoints = count // 3
+        bbox = annotation["bbox"]
+        if not hasattr(bbox, "__len__") or len(bbox) != 4:
+            return f"{where} (id {annotation['id']!r}) has bbox {bbox!r}, expected [x, y, w, h]"
+    return "malformed ground-truth annotations"
+
+
+def load_coco_keypoint_ground_truth(
+    gt: str | Path | Mapping | Any,
+) -> CocoKeypointGroundTruth:
+    """Parse a COCO keypoint ground truth for :func:`evaluate_coco_keypoints`.
+
+    Args:
+        gt: a COCO json path, its loaded dict, a pycocotools ``COCO`` object, or an already
+            parsed :class:`CocoKeypointGroundTruth` (returned as is).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is not a COCO keypoint ground truth (no images or categories, an
+            annotation missing a key pycocotools needs, keypoint counts that differ, non-finite
+            numbers, repeated annotation ids); the first offending annotation is named.
+    """
+    if isinstance(gt, CocoKeypointGroundTruth):
+        return gt
+    if isinstance(gt, (str, Path)):
+        dataset = _read_json(gt, "ground-truth annotation")
+    elif isinstance(gt, Mapping):
+        dataset = gt
+    elif isinstance(getattr(gt, "dataset", None), Mapping):  # pycocotools / xtcocotools COCO
+        dataset = gt.dataset
+    else:
+        raise TypeError(f"gt must be a COCO json path, dict or COCO object, got "
+                        f"{type(gt).__name__}")
+    if not isinstance(dataset, Mapping):
+        raise ValueError(f"a COCO ground truth is a dict, got {type(dataset).__name__}")  # noqa: TRY004
+    images, categories = dataset.get("images"), dataset.get("categories")
+    annotations = dataset.get("annotations", [])
+    if not images or not categories or not isinstance(annotations, list):
+        raise ValueError("a COCO keypoint ground truth needs non-empty 'images' and "
+                         "'categories' lists (and an 'annotations' list)")
+    try:
+        image_ids = tuple(sorted({image["id"] for image in images}))
+        category_ids = tuple(sorted({category["id"] for category in categories}))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"every COCO image and category needs a sortable 'id' ({error})") from error
+    image_index = {image_id: index for index, image_id in enumerate(image_ids)}
+    category_index = {category_id: index for index, category_id in enumerate(category_ids)}
+    # pycocotools evaluates only annotations of listed images and categories.
+    evaluated = [annotation for annotation in annotations
+                 if isinstance(annotation, Mapping)
+                 and annotation.get("image_id") in image_index
+                 and annotation.get("category_id") in category_index]
+    try:
+        ids = [annotation["id"] for annotation in evaluated]
+        cells = np.array([category_index[annotation["category_id"]] * len(image_ids)
+                          + image_index[annotation["image_id"]] for annotation in evaluated],
+                         dtype=np.int64)
+        keypoints = np.array([annotation["keypoints"] for annotation in evaluated],
+                             dtype=np.float64)
+        areas = np.array([annotation["area"] for annotation in evaluated], dtype=np.float64)
+        boxes = np.array([annotation["bbox"] for annotation in evaluated], dtype=np.float64)
+        crowd_values = [annotation["iscrowd"] for annotation in evaluated]
+        crowd = np.array([int(value) != 0 for value in crowd_values], dtype=bool)
+        ignore = np.array([bool(value) or annotation["num_keypoints"] == 0
+                           for value, annotation in zip(crowd_values, evaluated)], dtype=bool)
+        nonzero_id = np.array([annotation_id != 0 for annotation_id in ids], dtype=bool)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(_annotation_error(evaluated, None)) from error
+    if evaluated and (keypoints.ndim != 2 or keypoints.shape[1] % 3 or boxes.shape[1:] != (4,)):
+        raise ValueError(_annotation_error(evaluated, None))
+    num_keypoints = keypoints.shape[1] // 3 if evaluated else None
+    keypoints = keypoints.reshape(len(evaluated), num_keypoints or 0, 3)
+    for name, values in (("keypoints", keypoints), ("area", areas), ("bbox", boxes)):
+        bad = ~np.isfinite(values.reshape(len(evaluated), -1)).all(axis=1)
+        if bad.any():
+            position = int(np.argmax(bad))
+            raise ValueError(f"ground-truth annotation {position} (id {ids[position]!r}) has a "
+                             f"non-finite {name}")
+    if len(set(ids)) != len(ids):
+        seen: set = set()
+        duplicate = next(annotation_id for annotation_id in ids
+                         if annotation_id in seen or seen.add(annotation_id))
+        raise ValueError(f"ground-truth annotation id {duplicate!r} is used more than once "
+                         "(pycocotools would evaluate only one of them)")
+    order = np.argsort(cells, kind="stable")
+    sorted_int_ids = None
+    if all(isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool)
+           for image_id in image_ids):
+        sorted_int_ids = torch.tensor(image_ids, dtype=torch.int64)
+    return CocoKeypointGroundTruth(
+        image_ids=image_ids, category_ids=category_ids, image_index=image_index,
+        category_index=category_index, num_keypoints=num_keypoints,
+        cells=torch.from_numpy(cells[order]), keypoints=torch.from_numpy(keypoints[order]),
+        areas=torch.from_numpy(areas[order]), boxes=torch.from_numpy(boxes[order]),
+        crowd=torch.from_numpy(crowd[order]), ignore=torch.from_numpy(ignore[order]),
+        nonzero_id=torch.from_numpy(nonzero_id[order]), sorted_int_image_ids=sorted_int_ids,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class _Detections:
+    """Parsed results, in results-list order (the order that breaks score ties)."""
+
+    image_index: torch.Tensor  # [N] int64
+    category_index: torch.Tensor  # [N] int64, -1: category not evaluated (dropped)
+    keypoints: torch.Tensor  # [N, K, 2] float64 (x, y)
+    scores: torch.Tensor  # [N] float64
+    areas: torch.Tensor  # [N] float64 (loadRes' area)
+
+
+def _result_error(results: list, gt: CocoKeypointGroundTruth, num_keypoints: int) -> str:
+    """Why the first malformed results entry is malformed (the slow path of the parser)."""
+    uses_bbox = _loadres_uses_bbox(results)
+    for position, entry in enumerate(results):
+        where = f"results entry {position}"
+        if not isinstance(entry, Mapping):
+            return f"{where} must be a dict, got {type(entry).__name__}"
+        missing = [key for key in RESULT_KEYS if key not in entry]
+        if missing:
+            return f"{where} lacks keys {missing} (expected {list(RESULT_KEYS)})"
+        where = f"{where} (image_id {entry['image_id']!r})"
+        keypoints = entry["keypoints"]
+        count = len(keypoints) if hasattr(keypoints, "__len__") else None
+        if count != 3 * num_keypoints:
+            return (f"{where} has {count} keypoint values, expected {3 * num_keypoints} "
+                    f"([x, y, score] for {num_keypoints} joints)")
+        try:
+            values = np.asarray(keypoints, dtype=np.float64)
+            score = float(entry["score"])
+        except (TypeError, ValueError):
+            return f"{where} has keypoints or a score that are not numbers"
+        if not np.isfinite(values.reshape(-1, 3)[:, :2]).all():
+            return f"{where} has non-finite (NaN or infinite) keypoint coordinates"
+        if np.isnan(score):
+            return f"{where} has a NaN score"
+        if entry["image_id"] not in gt.image_index:
+            return f"{where} has an image_id that is not in the ground truth"
+        if uses_bbox:
+            bbox = entry.get("bbox")
+            if not hasattr(bbox, "__len__") or len(bbox) < 4:
+                return (f"{where} has no 'bbox' [x, y, w, h], which the first entry has (its "
+                        "area is then the box's, as pycocotools' loadRes reads it)")
+    return "malformed results"
+
+
+def _loadres_uses_bbox(results: list) -> bool:
+    """pycocotools' loadRes takes every detection's area from its box when the FIRST entry has
+    a non-empty ``bbox`` (else from the keypoints' extent)."""
+    first = results[0] if results else None
+    if not isinstance(first, Mapping) or "bbox" not in first:
+        return False
+    bbox = first["bbox"]
+    return not (isinstance(bbox, list) and bbox == [])
+
+
+def _keypoint_extent_areas(keypoints: torch.Tensor) -> torch.Tensor:
+    """loadRes' area of keypoint results: the extent of ALL their x and y ([N, K, 2] -> [N])."""
+    if keypoints.shape[1] == 0:
+        return keypoints.new_zeros(keypoints.shape[0])
+    low, high = keypoints.amin(dim=1), keypoints.amax(dim=1)
+    return (high[:, 0] - low[:, 0]) * (high[:, 1] - low[:, 1])
+
+
+def _parse_results(results: list, gt: CocoKeypointGroundTruth, num_keypoints: int
+                   ) -> _Detections:
+    count = len(results)
+    try:
+        image_positions = [gt.image_index.get(entry["image_id"], -1) for entry in results]
+        category_positions = [gt.category_index.get(entry["category_id"], -1)
+                              for entry in results]
+        scores = np.array([entry["score"] for entry in results], dtype=np.float64)
+        keypoints = np.array([entry["keypoints"] for entry in results], dtype=np.float64)
+        boxes = (np.array([entry["bbox"][:4] for entry in results], dtype=np.float64)
+                 if _loadres_uses_bbox(results) else None)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ValueError(_result_error(results, gt, num_keypoints)) from error
+    if keypoints.shape != (count, 3 * num_keypoints) or (boxes is not None
+                                                          and boxes.shape != (count, 4)):
+        raise ValueError(_result_error(results, gt, num_keypoints))
+    keypoints = keypoints.reshape(count, num_keypoints, 3)[:, :, :2]
+    image_index = np.array(image_positions, dtype=np.int64)
+    if (image_index < 0).any() or not np.isfinite(keypoints).all() or np.isnan(scores).any():
+        raise ValueError(_result_error(results, gt, num_keypoints))
+    keypoints_tensor = torch.from_numpy(np.ascontiguousarray(keypoints))
+    if boxes is not None:
+        areas = torch.from_numpy(boxes[:, 2] * boxes[:, 3])
+    else:
+        areas = _keypoint_extent_areas(keypoints_tensor)
+    return _Detections(
+        image_index=torch.from_numpy(image_index),
+        category_index=torch.tensor(category_positions, dtype=torch.int64),
+        keypoints=keypoints_tensor, scores=torch.from_numpy(scores), areas=areas)
+
+
+# ------------------------------------------------------------------------------------------------
+# The evaluation
+
+
+def _sigma_tensor(sigmas: Sequence[float] | torch.Tensor | np.ndarray | None,
+                  num_keypoints: int | None) -> torch.Tensor:
+    values = torch.as_tensor(np.asarray(PYCOCOTOOLS_SIGMAS if sigmas is None else sigmas,
+                                        dtype=np.float64))
+    if values.dim() != 1 or (num_keypoints is not None and values.shape[0] != num_keypoints):
+        given = "pycocotools' default (COCO's 17)" if sigmas is None else str(values.shape[0])
+        raise ValueError(f"the ground truth has {num_keypoints} keypoints per person but "
+                         f"{given} OKS sigmas were given; pass one sigma per keypoint")
+    return values
+
+
+def _gt_oks(gt_keypoints: torch.Tensor, gt_areas: torch.Tensor, gt_boxes: torch.Tensor,
+            det_keypoints: torch.Tensor, pair_gt: torch.Tensor, pair_det: torch.Tensor,
+            variances: torch.Tensor) -> torch.Tensor:
+    """pycocotools' computeOks for the given (ground truth, detection) pairs -> [P] float64."""
+    visible = gt_keypoints[..., 2] > 0  # [G, K]
+    labelled = visible.any(dim=1)  # [G]
+    # The joints averaged over: the visible ones, or all of them for unlabelled ground truth,
+    # gathered to the front (in joint order) for numpy's summation order.
+    selected = visible | ~labelled[:, None]
+    counts = selected.sum(dim=1)
+    joint_order = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)
+    # Unlabelled ground truth: the distance to the box [x - w, x + 2w] x [y - h, y + 2h].
+    low_x = gt_boxes[:, 0] - gt_boxes[:, 2]
+    high_x = gt_boxes[:, 0] + gt_boxes[:, 2] * 2
+    low_y = gt_boxes[:, 1] - gt_boxes[:, 3]
+    high_y = gt_boxes[:, 1] + gt_boxes[:, 3] * 2
+    num_joints = variances.shape[0]
+    column = torch.arange(num_joints, device=variances.device)
+    chunks = []
+    for start in range(0, pair_gt.shape[0], _PAIRS_PER_CHUNK):
+        g = pair_gt[start:start + _PAIRS_PER_CHUNK]
+        d = pair_det[start:start + _PAIRS_PER_CHUNK]
+        det_x, det_y = det_keypoints[d, :, 0], det_keypoints[d, :, 1]
+        is_labelled = labelled[g][:, None]
+        zero = torch.zeros((), dtype=torch.float64, device=det_x.device)
+        box_dx = torch.maximum(zero, low_x[g][:, None] - det_x) + torch.maximum(
+            zero, det_x - high_x[g][:, None])
+        box_dy = torch.maximum(zero, low_y[g][:, None] - det_y) + torch.maximum(
+            zero, det_y - high_y[g][:, None])
+        dx = torch.where(is_labelled, det_x - gt_keypoints[g, :, 0], box_dx)
+        dy = torch.where(is_labelled, det_y - gt_keypoints[g, :, 1], box_dy)
+        error = (dx * dx + dy * dy) / variances / (gt_areas[g] + AREA_EPSILON)[:, None] / 2
+        similarity = torch.exp(-error).gather(1, joint_order[g])
+        count = counts[g]
+        similarity = torch.where(column[None] < count[:, None], similarity,
+                                 torch.zeros_like(similarity))
+        chunks.append(pairwise_sum(similarity, count) / count)
+    if not chunks:
+        return torch.zeros(0, dtype=torch.float64, device=variances.device)
+    return torch.cat(chunks)
+
+
+def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torch.Tensor,
+              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' evaluate() and accumulate() -> precision [T, R, C, A, 1], recall [T, C, A, 1]
+    (numpy float64, pycocotools' layout)."""
+    num_images, num_categories = gt.num_images, gt.num_categories
+    num_thresholds, num_areas = len(IOU_THRESHOLDS), len(AREA_RANGES)
+    thresholds = torch.as_tensor(IOU_THRESHOLDS, device=device)
+    recall_thresholds = torch.as_tensor(RECALL_THRESHOLDS, device=device)
+    area_low = torch.tensor([low for low, _ in AREA_RANGES], dtype=torch.float64, device=device)
+    area_high = torch.tensor([high for _, high in AREA_RANGES], dtype=torch.float64,
+                             device=device)
+    variances = (sigmas.to(device) * 2) ** 2
+    num_cells = num_images * num_categories
+
+    gt_cells = gt.cells.to(device)
+    num_gt = gt_cells.shape[0]
+    gt_areas = gt.areas.to(device)
+    # [A, G]: ignored in each area range (crowd, no keypoints, or outside the range).
+    gt_ignored = gt.ignore.to(device)[None] | (gt_areas[None] < area_low[:, None]) | (
+        gt_areas[None] > area_high[:, None])
+
+    # 1. Detections of evaluated categories by (cell, score), stable; the best 20 per cell.
+    evaluated = detections.category_index >= 0
+    det_cells = (detections.category_index * num_images + detections.image_index)[evaluated]
+    det_cells = det_cells.to(device)
+    scores = detections.scores[evaluated].to(device) + 0.0  # -0.0 sorts as 0.0
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(det_cells[order], stable=True)]
+    cells = det_cells[order]
+    cell_counts = torch.bincount(cells, minlength=num_cells)
+    cell_starts = torch.cumsum(cell_counts, 0) - cell_counts
+    rank = torch.arange(cells.shape[0], device=device) - cell_starts[cells]
+    top = rank < MAX_DETECTIONS
+    order, cells = order[top], cells[top]
+    scores = scores[order]
+    det_keypoints = detections.keypoints[evaluated].to(device)[order]
+    det_areas = detections.areas[evaluated].to(device)[order]
+    num_dets = cells.shape[0]
+
+    # 2. OKS of every (detection, ground truth) pair of a cell.
+    gt_counts = torch.bincount(gt_cells, minlength=num_cells)
+    gt_starts = torch.cumsum(gt_counts, 0) - gt_counts
+    pairs_per_det = gt_counts[cells]
+    pair_det = torch.repeat_interleave(torch.arange(num_dets, device=device), pairs_per_det)
+    pair_offsets = torch.cumsum(pairs_per_det, 0) - pairs_per_det
+    pair_gt = gt_starts[cells][pair_det] + (
+        torch.arange(pair_det.shape[0], device=device) - pair_offsets[pair_det])
+    oks = _gt_oks(gt.keypoints.to(device), gt_areas, gt.boxes.to(device), det_keypoints,
+                  pair_gt, pair_det, variances)
+
+    # 3. Greedy matching over the pairs that reach the lowest threshold.
+    relevant = oks >= thresholds[0]
+    pair_det, pair_gt, oks = pair_det[relevant], pair_gt[relevant], oks[relevant]
+    matches = torch.full((num_dets, num_areas, num_thresholds), -1, dtype=torch.long,
+                         device=device)
+    if pair_det.shape[0] > 0:
+        candidates, chosen = _greedy_match(pair_det, pair_gt, oks, cells, gt_ignored,
+                                           gt.crowd.to(device), thresholds, num_gt)
+        matches[candidates] = chosen
+    matched = matches >= 0
+    safe = matches.clamp(min=0)
+    area_index = torch.arange(num_areas, device=device)[None, :, None]
+    # pycocotools stores the matched ground truth's id; id 0 reads as "no match".
+    det_matched = matched & gt.nonzero_id.to(device)[safe]
+    det_outside = (det_areas[:, None] < area_low[None]) | (det_areas[:, None] > area_high[None])
+    det_ignored = (matched & gt_ignored.T[safe, area_index]) | (
+        ~det_matched & det_outside[:, :, None])
+
+    # 4. Accumulation, per category.
+    gt_categories = gt_cells // num_images
+    not_ignored = (~gt_ignored).to(torch.int64)  # [A, G]
+    npig = torch.zeros(num_categories, num_areas, dtype=torch.int64, device=device)
+    npig.index_add_(0, gt_categories, not_ignored.T)
+    det_categories = cells // num_images
+    precision = torch.full((num_thresholds, len(RECALL_THRESHOLDS), num_categories, num_areas),
+                           -1.0, dtype=torch.float64, device=device)
+    recall = torch.full((num_thresholds, num_categories, num_areas), -1.0, dtype=torch.float64,
+                        device=device)
+    for category in torch.nonzero(npig.amax(dim=1) > 0)[:, 0].tolist():
+        in_category = det_categories == category  # dets in (image, rank) order
+        by_score = torch.argsort(scores[in_category], descending=True, stable=True)
+        true_positive = (det_matched[in_category] & ~det_ignored[in_category])[by_score]
+        false_positive = (~det_matched[in_category] & ~det_ignored[in_category])[by_score]
+        category_precision, category_recall = _precision_recall(
+            true_positive.permute(1, 2, 0), false_positive.permute(1, 2, 0),
+            npig[category], recall_thresholds)
+        defined = npig[category] > 0  # [A]
+        precision[:, :, category] = torch.where(defined[None, None], category_precision,
+                                                precision[:, :, category])
+        recall[:, category] = torch.where(defined[None], category_recall, recall[:, category])
+    return precision.cpu().numpy()[..., None], recall.cpu().numpy()[..., None]
+
+
+def _greedy_match(pair_det: torch.Tensor, pair_gt: torch.Tensor, oks: torch.Tensor,
+                  cells: torch.Tensor, gt_ignored: torch.Tensor, gt_crowd: torch.Tensor,
+                  thresholds: torch.Tensor, num_gt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """pycocotools' evaluateImg matching, for all cells, thresholds and area ranges at once.
+
+    Args:
+        pair_det, pair_gt, oks: [P] the (detection, ground truth) pairs with OKS >= the lowest
+            threshold, ordered by detection (detections in (cell, rank) order), then ground truth.
+        cells: [D] each detection's cell.
+        gt_ignored: [A, G]; gt_crowd: [G]; thresholds: [T].
+
+    Returns:
+        (the detections that have pairs [D'], their matched ground truth [D', A, T], -1: none).
+    """
+    device = oks.device
+    num_areas, num_thresholds = gt_ignored.shape[0], thresholds.shape[0]
+    dets, pair_slot_owner, pair_counts = torch.unique_consecutive(
+        pair_det, return_inverse=True, return_counts=True)
+    num_candidates, num_slots = dets.shape[0], int(pair_counts.max())
+    pair_starts = torch.cumsum(pair_counts, 0) - pair_counts
+    # Each detection's ground truths in the order it prefers them, per area range: non-ignored
+    # first, then by OKS, then the later one in the file (pycocotools keeps the last of equal
+    # OKS). A sentinel ground truth (index G) fills empty slots and is never available.
+    slot_gt = torch.full((num_candidates, num_areas, num_slots), num_gt, dtype=torch.long,
+                         device=device)
+    slot_passes = torch.zeros(num_candidates, num_areas, num_slots, num_thresholds,
+                              dtype=torch.bool, device=device)
+    passes = oks[:, None] >= thresholds[None]  # [P, T]
+    by_gt = torch.argsort(pair_gt, descending=True, stable=True)
+    by_oks = by_gt[torch.argsort(oks[by_gt], descending=True, stable=True)]
+    for area in range(num_areas):
+        order = by_oks[torch.argsort(gt_ignored[area, pair_gt[by_oks]].to(torch.uint8),
+                                     stable=True)]
+        order = order[torch.argsort(pair_slot_owner[order], stable=True)]
+        owner = pair_slot_owner[order]
+        slot = torch.arange(order.shape[0], device=device) - pair_starts[owner]
+        slot_gt[owner, area, slot] = pair_gt[order]
+        slot_passes[owner, area, slot] = passes[order]
+    # The detections take turns by their rank among the cell's candidate detections.
+    candidate_cells = cells[dets]
+    _, cell_counts = torch.unique_consecutive(candidate_cells, return_counts=True)
+    cell_starts = torch.repeat_interleave(torch.cumsum(cell_counts, 0) - cell_counts,
+                                          cell_counts)
+    turn = torch.arange(num_candidates, device=device) - cell_starts
+    by_turn = torch.argsort(turn, stable=True)
+    turn_sizes = torch.bincount(turn).tolist()
+    taken = torch.zeros(num_gt + 1, num_areas, num_thresholds, dtype=torch.bool, device=device)
+    taken[num_gt] = True
+    crowd = torch.cat([gt_crowd, gt_crowd.new_zeros(1)])
+    area_index = torch.arange(num_areas, device=device)[None, :, None]
+    threshold_index = torch.arange(num_thresholds, device=device)[None, None, :]
+    chosen = torch.full((num_candidates, num_areas, num_thresholds), -1, dtype=torch.long,
+                        device=device)
+    for movers in torch.split(by_turn, turn_sizes):
+        ground_truth = slot_gt[movers]  # [n, A, S]
+        available = ~taken[ground_truth, area_index] | crowd[ground_truth][..., None]
+        candidate = available & slot_passes[movers]  # [n, A, S, T]
+        found = candidate.any(dim=2)  # [n, A, T]
+        best = ground_truth.gather(2, candidate.to(torch.uint8).argmax(dim=2))
+        best = torch.where(found, best, torch.full_like(best, num_gt))
+        taken[best, area_index, threshold_index] = True
+        chosen[movers] = torch.where(found, best, torch.full_like(best, -1))
+    return dets, chosen
+
+
+def _precision_recall(true_positive: torch.Tensor, false_positive: torch.Tensor,
+                      npig: torch.Tensor, recall_thresholds: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """pycocotools' accumulate for one category.
+
+    Args:
+        true_positive, false_positive: [A, T, N] bool, detections by descending score.
+        npig: [A] non-ignored ground truth counts.
+        recall_thresholds: [R].
+
+    Returns:
+        precision [T, R, A] and recall [T, A] (undefined where npig is 0: the caller masks).
+    """
+    num_areas, num_thresholds, num_dets = true_positive.shape
+    num_recall = recall_thresholds.shape[0]
+    device = true_positive.device
+    if num_dets == 0:
+        return (torch.zeros(num_thresholds, num_recall, num_areas, dtype=torch.float64,
+                            device=device),
+                torch.zeros(num_thresholds, num_areas, dtype=torch.float64, device=device))
+    tp_sum = torch.cumsum(true_positive, dim=2).to(torch.float64)
+    fp_sum = torch.cumsum(false_positive, dim=2).to(torch.float64)
+    recall_curve = tp_sum / npig.clamp(min=1).to(torch.float64)[:, None, None]
+    precision_curve = tp_sum / (fp_sum + tp_sum + AREA_EPSILON)  # eps: np.spacing(1)
+    # Precision made monotone from the right (each value the maximum of those after it).
+    precision_curve = torch.flip(torch.cummax(torch.flip(precision_curve, [2]), dim=2).values,
+                                 [2])
+    positions = torch.searchsorted(
+        recall_curve.contiguous(),
+        recall_thresholds.expand(num_areas, num_thresholds, num_recall).contiguous(),
+        side="left")
+    sampled = precision_curve.gather(2, positions.clamp(max=num_dets - 1))
+    sampled = torch.where(positions < num_dets, sampled, torch.zeros_like(sampled))
+    return sampled.permute(1, 2, 0), recall_curve[:, :, -1].T
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray) -> dict[str, float]:
+    """pycocotools' _summarizeKps: means over the defined (> -1) entries, -1 if none."""
+
+    def mean(average_precision: bool, threshold: float | None = None,
+             area: str = "all") -> float:
+        values = precision if average_precision else recall
+        if threshold is not None:
+            values = values[np.where(threshold == IOU_THRESHOLDS)[0]]
+        area_index = [AREA_NAMES.index(area)]
+        values = (values[:, :, :, area_index, [0]] if average_precision
+                  else values[:, :, area_index, [0]])
+        defined = values[values > -1]
+        return -1.0 if len(defined) == 0 else float(np.mean(defined))
+
+    return {
+        "AP": mean(True), "AP50": mean(True, .5), "AP75": mean(True, .75),
+        "APm": mean(True, area="medium"), "APl": mean(True, area="large"),
+        "AR": mean(False), "AR50": mean(False, .5), "AR75": mean(False, .75),
+        "ARm": mean(False, area="medium"), "ARl": mean(False, area="large"),
+    }
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+def _finish(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: Any,
+            device: str | torch.device | None, return_arrays: bool):
+    num_keypoints = gt.num_keypoints if gt.num_keypoints is not None else (
+        detections.keypoints.shape[1])
+    sigma_values = _sigma_tensor(sigmas, num_keypoints)
+    if detections.keypoints.shape[1] != sigma_values.shape[0]:
+        raise ValueError(f"results have {detections.keypoints.shape[1]} keypoints per person "
+                         f"but {sigma_values.shape[0]} OKS sigmas were given")
+    precision, recall = _evaluate(gt, detections, sigma_values, _resolve_device(device))
+    stats = _summarize(precision, recall)
+    if return_arrays:
+        return stats, {"precision": precision, "recall": recall}
+    return stats
+
+
+def evaluate_coco_keypoints(
+    gt: str | Path | Mapping | CocoKeypointGroundTruth | Any,
+    results: str | Path | Sequence[Mapping],
+    sigmas: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    *,
+    return_arrays: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
+    """COCO keypoint AP of ``results``: pycocotools' ``COCOeval(gt, dt, 'keypoints')`` exactly.
+
+    Args:
+        gt: the ground truth: a COCO json path, its dict, a pycocotools ``COCO`` object or a
+            :class:`CocoKeypointGroundTruth` (parse once with
+            :func:`load_coco_keypoint_ground_truth` to evaluate many result sets).
+        results: a list of result dicts (``image_id``, ``category_id``, ``keypoints`` as
+            [x, y, score] * K in pixels, ``score``) or the path of a json file holding one. The
+            dicts are not modified.
+        sigmas: [K] per-keypoint OKS sigmas; None: pycocotools' default (the 17 COCO ones).
+            Other keypoint sets (counts) need their own sigmas.
+        device: where to compute ("cpu", "cuda", ...); None: the CPU.
+        return_arrays: also return pycocotools' ``eval['precision']`` [T, R, K, A, M] and
+            ``eval['recall']`` [T, K, A, M] (numpy float64, -1 where undefined).
+
+    Returns:
+        The ten stats keyed by :data:`METRIC_NAMES` (fractions; -1 where undefined), or
+        ``(stats, {"precision": ..., "recall": ...})`` with ``return_arrays``.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: results are not a list, or an entry lacks a key, has the wrong number of
+            keypoint values, non-finite coordinates, a NaN score or an image id absent from the
+            ground truth (the first offending entry is named); bad ground truth; sigmas that do
+            not fit the keypoint count.
+    """
+    if isinstance(results, (str, Path)):
+        results = _read_json(results, "results")
+    if not isinstance(results, list):
+        # A malformed results file is bad input data, so ValueError like the other checks.
+        raise ValueError(  # noqa: TRY004
+            f"COCO results must be a list of dicts, got {type(results).__name__}")
+    ground_truth = load_coco_keypoint_ground_truth(gt)
+    num_keypoints = ground_truth.num_keypoints
+    if num_keypoints is None:
+        num_keypoints = len(PYCOCOTOOLS_SIGMAS) if sigmas is None else len(sigmas)
+    detections = _parse_results(results, ground_truth, num_keypoints)
+    return _finish(ground_truth, detections, sigmas, device, return_arrays)
+
+
+def evaluate_coco_keypoints_tensors(
+    gt: str | Path | Mapping | CocoKeypointGroundTruth | Any,
+    image_ids: torch.Tensor | np.ndarray | Sequence[int],
+    keypoints: torch.Tensor | np.ndarray,
+    scores: torch.Tensor | np.ndarray | Sequence[float],
+    *,
+    category_id: Any = None,
+    sigmas: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    return_arrays: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`evaluate_coco_keypoints` of results given as tensors (no result dicts).
+
+    The same numbers as the result dicts ``{image_id, category_id, keypoints, score}`` listed in
+    this order (the order breaks score ties); detection areas are the keypoints' extent, as
+    pycocotools' ``loadRes`` computes them for keypoint results.
+
+    Args:
+        gt: as in :func:`evaluate_coco_keypoints`; a parsed :class:`CocoKeypointGroundTruth`
+            saves its parsing when the same ground truth is evaluated repeatedly.
+        image_ids: [N] integer COCO image ids.
+        keypoints: [N, K, 2] or [N, K, 3] image pixels (x, y[, score]); the scores are unused,
+            as in pycocotools.
+        scores: [N] person scores.
+        category_id: the results' category; None: the ground truth's only category.
+        sigmas, device, return_arrays: as in :func:`evaluate_coco_keypoints`.
+    """
+    ground_truth = load_coco_keypoint_ground_truth(gt)
+    keypoints = torch.as_tensor(keypoints)
+    if keypoints.dim() != 3 or keypoints.shape[2] not in (2, 3):
+        raise ValueError(f"keypoints must have shape [N, K, 2] or [N, K, 3], got "
+                         f"{tuple(keypoints.shape)}")
+    count = keypoints.shape[0]
+    keypoints = keypoints[..., :2].to(torch.float64).cpu()
+    scores = torch.as_tensor(scores).reshape(-1).to(torch.float64).cpu()
+    image_ids = torch.as_tensor(np.asarray(image_ids) if not isinstance(image_ids, torch.Tensor)
+                                else image_ids).reshape(-1).cpu()
+    if scores.shape[0] != count or image_ids.shape[0] != count:
+        raise ValueError(f"expected {count} scores and image ids (one per person), got "
+                         f"{scores.shape[0]} and {image_ids.shape[0]}")
+    if ground_truth.num_keypoints is not None and keypoints.shape[1] != ground_truth.num_keypoints:
+        raise ValueError(f"results have {keypoints.shape[1]} keypoints per person, the ground "
+                         f"truth {ground_truth.num_keypoints}")
+    if category_id is None:
+        if ground_truth.num_categories != 1:
+            raise ValueError(f"the ground truth has {ground_truth.num_categories} categories: "
+                             "say which one the results are with category_id=")
+        category_position = 0
+    else:
+        category_position = ground_truth.category_index.get(category_id, -1)
+    if ground_truth.sorted_int_image_ids is None:
+        raise ValueError("the tensor input path needs integer image ids in the ground truth; "
+                         "use evaluate_coco_keypoints with result dicts")
+    known = ground_truth.sorted_int_image_ids
+    image_ids = image_ids.to(torch.int64)
+    image_index = torch.searchsorted(known, image_ids).clamp(max=max(len(known) - 1, 0))
+    unknown = known[image_index] != image_ids
+    finite = torch.isfinite(keypoints).all(dim=2).all(dim=1)
+    for problem, where in ((unknown, "has an image id that is not in the ground truth"),
+                           (~finite, "has non-finite (NaN or infinite) keypoint coordinates"),
+                           (torch.isnan(scores), "has a NaN score")):
+        if bool(problem.any()):
+            position = int(torch.nonzero(problem)[0, 0])
+            raise ValueError(f"result {position} (image_id {int(image_ids[position])}) {where}")
+    detections = _Detections(
+        image_index=image_index,
+        category_index=torch.full((count,), category_position, dtype=torch.int64),
+        keypoints=keypoints.contiguous(), scores=scores,
+        areas=_keypoint_extent_areas(keypoints))
+    return _finish(ground_truth, detections, sigmas, device, return_arrays)
