@@ -28,7 +28,12 @@ from pose.config import (
     to_plain,
 )
 from pose.data import collate_skip_none
-from pose.engine.inference import evaluate_coco, predict, write_evaluation
+from pose.engine.inference import (
+    PRIMARY_METRICS,
+    evaluate_predictions,
+    predict,
+    write_evaluation,
+)
 from pose.engine.logger import setup_logging
 from pose.engine.trainer import (
     autocast_dtype,
@@ -37,7 +42,6 @@ from pose.engine.trainer import (
     multistep_lr,
     seed_everything,
 )
-from pose.evaluation import format_metrics_table
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
 
@@ -88,21 +92,20 @@ def train(cfg: DictConfig) -> None:
         predictions = predict(model, val_loader, device, spec.flip_pairs,
                               flip_test=cfg.eval.flip_test, shift_heatmap=cfg.eval.shift_heatmap,
                               post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
-        metrics, results = evaluate_coco(
-            predictions, val_set.annotation_file, spec.oks_sigmas,
-            visibility_threshold=cfg.eval.visibility_threshold,
-            oks_nms_threshold=cfg.eval.oks_nms_threshold)
-        write_evaluation(run_dir, metrics, results)
-        logger.info("evaluation on %s:\n%s", cfg.data.val_split, format_metrics_table(metrics))
-        return metrics
+        evaluation = evaluate_predictions(
+            predictions, val_set, visibility_threshold=cfg.eval.visibility_threshold,
+            oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)
+        write_evaluation(run_dir, evaluation.metrics, evaluation.results)
+        logger.info("evaluation on %s:\n%s", cfg.data.val_split, evaluation.table())
+        return evaluation.metrics
 
     state = fit(model, train_loader, loss_fn, optimizer, scheduler, device, run_dir,
                 epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, evaluate=evaluate,
                 config=to_plain(cfg), eval_interval=cfg.train.eval_interval,
                 log_interval=cfg.train.log_interval,
-                autocast=autocast)
-    logger.info("done after %d steps: best AP %.4f; checkpoints and TensorBoard logs in %s",
-                state.step, state.best_ap, run_dir)
+                autocast=autocast, primary_metric=PRIMARY_METRICS[cfg.data.dataset])
+    logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
+                state.step, PRIMARY_METRICS[cfg.data.dataset], state.best_ap, run_dir)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")

@@ -1,7 +1,7 @@
 """The training loop: epochs of optimizer steps, periodic evaluation, checkpoints, logs.
 
 Read it top to bottom: ``train_one_epoch`` is one pass over the loader; ``fit`` runs epochs,
-evaluates, and keeps ``last.pt`` and ``best.pt`` (by COCO AP) in the run folder.
+evaluates, and keeps ``last.pt`` and ``best.pt`` (by COCO AP, or MPII PCKh Mean) in the run folder.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     skipped_samples: int = 0  # samples skipped so far because their image was unreadable
-    best_ap: float = -math.inf
+    best_ap: float = -math.inf  # best value of the primary metric (COCO AP, MPII PCKh Mean)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -193,12 +193,13 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
         device: torch.device, run_dir: str | Path, *, epochs: int,
         evaluate: Callable[[nn.Module], dict[str, float]], config: dict[str, Any],
         max_steps: int | None = None, eval_interval: int = 1, log_interval: int = 20,
-        autocast: torch.dtype | None = None) -> TrainState:
+        autocast: torch.dtype | None = None, primary_metric: str = "AP") -> TrainState:
     """Train for ``epochs`` (or ``max_steps``), evaluating every ``eval_interval`` epochs and
     after the last; writes ``last.pt``, ``best.pt`` and TensorBoard scalars to ``run_dir``.
     ``autocast`` is the training forward pass's dtype (see :func:`train_one_epoch`); evaluation
     runs in float32. A :class:`WarmupMultiStepLR` ``scheduler`` also scales the LR of the first
-    optimizer steps (its warmup)."""
+    optimizer steps (its warmup). ``best.pt`` is the checkpoint with the highest
+    ``primary_metric`` of the metrics ``evaluate`` returns ("AP" for COCO, "Mean" for MPII)."""
     warmup = scheduler.warmup_factor if isinstance(scheduler, WarmupMultiStepLR) else None
     run_dir = Path(run_dir)
     logger = get_logger()
@@ -223,8 +224,8 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
                 state.metrics = evaluate(model)
                 writer.scalars({f"val/{name}": value for name, value in state.metrics.items()},
                                state.step)
-                improved = state.metrics["AP"] > state.best_ap
-                state.best_ap = max(state.best_ap, state.metrics["AP"])
+                improved = state.metrics[primary_metric] > state.best_ap
+                state.best_ap = max(state.best_ap, state.metrics[primary_metric])
             checkpoint = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": state.step,
@@ -233,7 +234,8 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
             save_checkpoint(run_dir / "last.pt", checkpoint)
             if improved:
                 save_checkpoint(run_dir / "best.pt", checkpoint)
-                logger.info("new best AP %.4f: saved %s", state.best_ap, run_dir / "best.pt")
+                logger.info("new best %s %.4f: saved %s", primary_metric, state.best_ap,
+                            run_dir / "best.pt")
             if finished:
                 break
     finally:

@@ -38,12 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pose.data.keypoints import COCO_KEYPOINTS
 from pose.evaluation.nms import AREA_EPSILON, pairwise_sum
 
-# pycocotools' Params.setKpParams, computed the same way so that the values are the same bits.
-PYCOCOTOOLS_SIGMAS: tuple[float, ...] = tuple((np.array(
-    [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
-) / 10.0).tolist())
+# pycocotools' Params.setKpParams, computed the same way so that the values are the same bits;
+# its default sigmas are COCO's (pose.data.keypoints.COCO_KEYPOINTS.oks_sigmas, the same bits).
 IOU_THRESHOLDS: np.ndarray = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1,
                                          endpoint=True)
 RECALL_THRESHOLDS: np.ndarray = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1,
@@ -203,9 +202,10 @@ def load_coco_keypoint_ground_truth(
         raise ValueError(_annotation_error(evaluated, None))
     num_keypoints = keypoints.shape[1] // 3 if evaluated else None
     keypoints = keypoints.reshape(len(evaluated), num_keypoints or 0, 3)
+    boxes = boxes.reshape(len(evaluated), 4)
     for name, values in (("keypoints", keypoints), ("area", areas), ("bbox", boxes)):
-        bad = ~np.isfinite(values.reshape(len(evaluated), -1)).all(axis=1)
-        if bad.any():
+        bad = ~np.isfinite(values.reshape(len(evaluated), -1)).all(axis=1) if evaluated else ()
+        if np.any(bad):
             position = int(np.argmax(bad))
             raise ValueError(f"ground-truth annotation {position} (id {ids[position]!r}) has a "
                              f"non-finite {name}")
@@ -311,6 +311,8 @@ def _parse_results(results: list, gt: CocoKeypointGroundTruth, num_keypoints: in
                  if _loadres_uses_bbox(results) else None)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise ValueError(_result_error(results, gt, num_keypoints)) from error
+    if count == 0:
+        keypoints = keypoints.reshape(0, 3 * num_keypoints)
     if keypoints.shape != (count, 3 * num_keypoints) or (boxes is not None
                                                           and boxes.shape != (count, 4)):
         raise ValueError(_result_error(results, gt, num_keypoints))
@@ -335,7 +337,7 @@ def _parse_results(results: list, gt: CocoKeypointGroundTruth, num_keypoints: in
 
 def _sigma_tensor(sigmas: Sequence[float] | torch.Tensor | np.ndarray | None,
                   num_keypoints: int | None) -> torch.Tensor:
-    values = torch.as_tensor(np.asarray(PYCOCOTOOLS_SIGMAS if sigmas is None else sigmas,
+    values = torch.as_tensor(np.asarray(COCO_KEYPOINTS.oks_sigmas if sigmas is None else sigmas,
                                         dtype=np.float64))
     if values.dim() != 1 or (num_keypoints is not None and values.shape[0] != num_keypoints):
         given = "pycocotools' default (COCO's 17)" if sigmas is None else str(values.shape[0])
@@ -446,13 +448,17 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
                                            gt.crowd.to(device), thresholds, num_gt)
         matches[candidates] = chosen
     matched = matches >= 0
-    safe = matches.clamp(min=0)
+    # Lookups of the matched ground truth, with an extra row (index G) for "no match".
+    safe = torch.where(matched, matches, torch.full_like(matches, num_gt))
     area_index = torch.arange(num_areas, device=device)[None, :, None]
     # pycocotools stores the matched ground truth's id; id 0 reads as "no match".
-    det_matched = matched & gt.nonzero_id.to(device)[safe]
+    nonzero_id = torch.cat([gt.nonzero_id.to(device), torch.zeros(1, dtype=torch.bool,
+                                                                  device=device)])
+    ignored_by_gt = torch.cat([gt_ignored.T, torch.zeros(1, num_areas, dtype=torch.bool,
+                                                         device=device)])
+    det_matched = nonzero_id[safe]
     det_outside = (det_areas[:, None] < area_low[None]) | (det_areas[:, None] > area_high[None])
-    det_ignored = (matched & gt_ignored.T[safe, area_index]) | (
-        ~det_matched & det_outside[:, :, None])
+    det_ignored = ignored_by_gt[safe, area_index] | (~det_matched & det_outside[:, :, None])
 
     # 4. Accumulation, per category.
     gt_categories = gt_cells // num_images
@@ -664,7 +670,7 @@ def evaluate_coco_keypoints(
     ground_truth = load_coco_keypoint_ground_truth(gt)
     num_keypoints = ground_truth.num_keypoints
     if num_keypoints is None:
-        num_keypoints = len(PYCOCOTOOLS_SIGMAS) if sigmas is None else len(sigmas)
+        num_keypoints = len(COCO_KEYPOINTS.oks_sigmas) if sigmas is None else len(sigmas)
     detections = _parse_results(results, ground_truth, num_keypoints)
     return _finish(ground_truth, detections, sigmas, device, return_arrays)
 

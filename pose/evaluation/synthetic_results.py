@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pose.evaluation.coco_eval import PYCOCOTOOLS_SIGMAS
+from pose.data.keypoints import COCO_KEYPOINTS
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,6 @@ def random_keypoint_eval_set(seed: int | np.random.Generator,
 
 def default_sigmas(num_keypoints: int) -> list[float] | None:
     """pycocotools' sigmas for 17 keypoints (None), else a spread of plausible values."""
-    if num_keypoints == len(PYCOCOTOOLS_SIGMAS):
+    if num_keypoints == COCO_KEYPOINTS.num_joints:
         return None
     return np.linspace(0.025, 0.107, num_keypoints).tolist()
