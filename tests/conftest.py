@@ -58,3 +58,9 @@ def pycocotools_eval():
         return evaluator
 
     return evaluate
+
+
+@pytest.fixture(scope="session")
+def mpii_sample_dir() -> Path:
+    """Five real MPII images with HRNet-json annotations (shipped in tests/data)."""
+    return TEST_DATA / "mpii_sample"
