@@ -166,3 +166,90 @@ def test_bad_layout_and_entries(tmp_path):
     with pytest.raises(ValueError, match="entry 0 .*16 joints"):
         MpiiKeypoints(root, "valid")
     assert MPII_KEYPOINTS.num_joints == 16
+
+
+def _struct_array(dtype_names, rows):
+    """A 1 x n MATLAB struct array (numpy structured array of objects) for savemat."""
+    array = np.zeros((1, len(rows)), dtype=[(name, "O") for name in dtype_names])
+    for index, row in enumerate(rows):
+        for name in dtype_names:
+            array[0, index][name] = row.get(name, np.zeros((0, 0)))
+    return array
+
+
+def write_release(path, images):
+    """A small file in the structure of mpii_human_pose_v1_u12_1.mat: RELEASE.annolist (image
+    .name, annorect with x1 y1 x2 y2, scale, objpos .x .y, annopoints .point with x y id
+    is_visible) and RELEASE.img_train."""
+    from scipy.io import savemat
+
+    annolist = []
+    for image in images:
+        rects = []
+        for person in image["people"]:
+            rect = {}
+            if "joints" in person:
+                points = [{"x": float(x), "y": float(y), "id": joint,
+                           "is_visible": visible}
+                          for joint, (x, y, visible) in person["joints"].items()]
+                rect["annopoints"] = _struct_array(["point"], [
+                    {"point": _struct_array(["x", "y", "id", "is_visible"], points)}])
+            if "scale" in person:
+                rect["scale"] = person["scale"]
+                rect["objpos"] = _struct_array(["x", "y"], [
+                    {"x": person["center"][0], "y": person["center"][1]}])
+            for name, value in zip(("x1", "y1", "x2", "y2"), person.get("head", ())):
+                rect[name] = value
+            rects.append(rect)
+        annolist.append({
+            "image": _struct_array(["name"], [{"name": image["name"]}]),
+            "annorect": _struct_array(["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"],
+                                      rects) if rects else np.zeros((0, 0)),
+            "frame_sec": np.zeros((0, 0)), "vididx": np.zeros((0, 0))})
+    release = _struct_array(["annolist", "img_train", "version"], [{
+        "annolist": _struct_array(["image", "annorect", "frame_sec", "vididx"], annolist),
+        "img_train": np.array([[image["train"] for image in images]], dtype=np.uint8),
+        "version": "12"}])
+    savemat(str(path), {"RELEASE": release})
+
+
+def test_convert_mpii_release(tmp_path):
+    from pose.data.mpii import convert_mpii_release
+
+    full = {joint: (10.0 + joint, 20.0 + 2 * joint, joint % 2) for joint in range(16)}
+    partial = {0: (5.0, 6.0, "1"), 9: (7.5, 8.5, np.zeros((0, 0)))}
+    images = [
+        {"name": "a.jpg", "train": 1, "people": [
+            {"joints": full, "scale": 2.5, "center": [100.0, 120.0], "head": [1, 2, 31, 42]},
+            {"scale": 1.0, "center": [10.0, 10.0]},  # no joints: not annotated, left out
+            {"joints": partial, "scale": 1.5, "center": [50.0, 60.0], "head": [3, 4, 13, 24]},
+        ]},
+        {"name": "b.jpg", "train": 1, "people": [  # one person: squeezed to a single struct
+            {"joints": full, "scale": 3.0, "center": [200.0, 220.0], "head": [0, 0, 30, 40]}]},
+        {"name": "c.jpg", "train": 0, "people": [{"scale": 2.0, "center": [1.0, 1.0]}]},
+        {"name": "d.jpg", "train": 1, "people": []},
+    ]
+    mat_file = tmp_path / "mpii_human_pose_v1_u12_1.mat"
+    write_release(mat_file, images)
+    counts = convert_mpii_release(mat_file, tmp_path / "mpii", valid_images=["b.jpg"])
+    assert counts == {"train_people": 2, "train_images": 1, "valid_people": 1,
+                      "valid_images": 1}
+    train = json.loads((tmp_path / "mpii" / "annot" / "train.json").read_text())
+    valid = json.loads((tmp_path / "mpii" / "annot" / "valid.json").read_text())
+    assert [person["image"] for person in train] == ["a.jpg", "a.jpg"]
+    first = train[0]
+    assert first["center"] == [100.0, 120.0] and first["scale"] == 2.5
+    assert first["joints"][3] == [13.0, 26.0] and first["joints_vis"] == [1] * 16
+    assert first["head_box"] == [[1.0, 2.0], [31.0, 42.0]]
+    assert train[1]["joints_vis"] == [1] + [0] * 8 + [1] + [0] * 6
+    assert train[1]["joints"][9] == [7.5, 8.5] and train[1]["joints"][1] == [-1.0, -1.0]
+    assert valid[0]["image"] == "b.jpg" and valid[0]["head_box"] == [[0.0, 0.0], [30.0, 40.0]]
+    # The converted files load, with head boxes for PCKh.
+    (tmp_path / "mpii" / "images").mkdir()
+    dataset = MpiiKeypoints(tmp_path / "mpii", "valid")
+    assert dataset.pckh_ground_truth().head_boxes.tolist() == [[[-1.0, -1.0], [29.0, 39.0]]]
+    with pytest.raises(FileExistsError, match="train.json exists"):
+        convert_mpii_release(mat_file, tmp_path / "mpii")
+    # Without a list, a seeded share of the images is held out.
+    counts = convert_mpii_release(mat_file, tmp_path / "drawn", valid_fraction=0.5, seed=1)
+    assert counts["train_images"] == counts["valid_images"] == 1
