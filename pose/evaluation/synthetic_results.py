@@ -35,6 +35,9 @@ class RandomSetParams:
     no_result_image_share: float = 0.1  # images whose results are all dropped
     score_levels: int | None = None  # scores rounded to this many levels (ties); None: none
     results_with_bbox: bool = False  # results carry a "bbox" (loadRes then takes its area)
+    # Some annotations whose num_keypoints disagrees with their labelled joints (pycocotools
+    # trusts the field; xtcocotools counts the joints).
+    inconsistent_counts: bool = True
 
 
 def _person(rng: np.random.Generator, num_keypoints: int, width: float, height: float
@@ -61,15 +64,17 @@ def _person(rng: np.random.Generator, num_keypoints: int, width: float, height: 
 
 
 def _noisy(rng: np.random.Generator, keypoints: list[float], box: list[float], area: float
-           ) -> np.ndarray:
-    """A prediction of a person: its labelled joints plus noise, the others somewhere in its box."""
+           ) -> tuple[np.ndarray, float]:
+    """A prediction of a person: its labelled joints plus noise, the others somewhere in its box;
+    and the relative noise (of the person's size)."""
     truth = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
-    noise = rng.choice([0.01, 0.04, 0.1, 0.3]) * np.sqrt(max(area, 1.0))
+    relative_noise = float(rng.choice([0.01, 0.04, 0.1, 0.3]))
+    noise = relative_noise * np.sqrt(max(area, 1.0))
     prediction = truth[:, :2] + rng.normal(0, noise, size=(len(truth), 2))
     unlabelled = truth[:, 2] == 0
     prediction[unlabelled, 0] = box[0] + rng.uniform(0, box[2], int(unlabelled.sum()))
     prediction[unlabelled, 1] = box[1] + rng.uniform(0, box[3], int(unlabelled.sum()))
-    return prediction
+    return prediction, relative_noise
 
 
 def random_keypoint_eval_set(seed: int | np.random.Generator,
@@ -103,11 +108,11 @@ def random_keypoint_eval_set(seed: int | np.random.Generator,
                 keypoints, num_labelled = [0.0] * (3 * num_keypoints), 0
                 area = box[2] * box[3] * 4
             elif rng.random() < params.zero_keypoint_share:
-                if rng.random() < 0.7:  # as COCO: no joint labelled
-                    keypoints = [0.0] * (3 * num_keypoints)
+                if not params.inconsistent_counts or rng.random() < 0.7:
+                    keypoints = [0.0] * (3 * num_keypoints)  # as COCO: no joint labelled
                 num_labelled = 0  # else labelled joints, yet num_keypoints 0 (ignored anyway)
-            elif num_labelled and rng.random() < 0.02:  # counted, but no joint labelled
-                keypoints = [0.0] * (3 * num_keypoints)
+            elif params.inconsistent_counts and num_labelled and rng.random() < 0.02:
+                keypoints = [0.0] * (3 * num_keypoints)  # counted, but no joint labelled
             annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
                           "keypoints": keypoints, "num_keypoints": num_labelled, "area": area,
                           "bbox": box, "iscrowd": int(crowd)}
@@ -121,8 +126,10 @@ def random_keypoint_eval_set(seed: int | np.random.Generator,
                 continue
             if rng.random() < params.drop_share:
                 continue
-            prediction = _noisy(rng, person["keypoints"], person["bbox"], person["area"])
-            score = float(rng.uniform(0.2, 1.0))
+            prediction, relative_noise = _noisy(rng, person["keypoints"], person["bbox"],
+                                                person["area"])
+            # Better predictions tend to score higher, as a detector's do.
+            score = float(rng.uniform(0.2, 1.0) * (1.0 - relative_noise))
             poses.append((prediction, score))
             if rng.random() < params.duplicate_share:
                 duplicate = prediction + rng.normal(0, 2.0, size=prediction.shape)
@@ -132,8 +139,8 @@ def random_keypoint_eval_set(seed: int | np.random.Generator,
             false_positives += int(rng.integers(15, 30))
         for _ in range(false_positives):
             keypoints, box, area = _person(rng, num_keypoints, width, height)
-            prediction = _noisy(rng, keypoints, box, area)
-            poses.append((prediction, float(rng.uniform(0.01, 0.8))))
+            prediction, _ = _noisy(rng, keypoints, box, area)
+            poses.append((prediction, float(rng.uniform(0.01, 0.6))))
         for prediction, score in poses:
             if params.score_levels:
                 score = round(score * params.score_levels) / params.score_levels
