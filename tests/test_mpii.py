@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +254,35 @@ def test_convert_mpii_release(tmp_path):
     # Without a list, a seeded share of the images is held out.
     counts = convert_mpii_release(mat_file, tmp_path / "drawn", valid_fraction=0.5, seed=1)
     assert counts["train_images"] == counts["valid_images"] == 1
+
+
+def test_synthetic_mpii_dataset(tmp_path):
+    from pose.data.synthetic import generate_mpii_dataset
+
+    summary = generate_mpii_dataset(tmp_path / "mpii", num_train_images=2, num_val_images=2,
+                                    seed=4, image_size=(128, 128))
+    dataset = MpiiKeypoints(tmp_path / "mpii", "valid", image_size=(128, 128),
+                            heatmap_size=(32, 32))
+    assert len(dataset) == summary["valid_people"] > 0
+    ground_truth = dataset.pckh_ground_truth()
+    head_size = np.linalg.norm(ground_truth.head_boxes[:, 1] - ground_truth.head_boxes[:, 0],
+                               axis=1)
+    assert (head_size > 0).all()
+    labelled = ground_truth.visible > 0
+    assert labelled.any(axis=1).all()
+    assert ((ground_truth.joints[labelled] >= -1) & (ground_truth.joints[labelled] <= 128)).all()
+    item = dataset[0]
+    assert item["image"].shape == (3, 128, 128) and item["target"].shape == (16, 32, 32)
+    with pytest.raises(FileExistsError, match="annot"):
+        generate_mpii_dataset(tmp_path / "mpii", num_train_images=1, num_val_images=1)
+
+
+def test_convert_script_reports_a_missing_file(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "scripts/convert_mpii.py", str(tmp_path / "no.mat"),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            check=False, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2
+    assert "MPII release file not found" in result.stderr
