@@ -584,19 +584,32 @@ def _greedy_match(pair_det: torch.Tensor, pair_gt: torch.Tensor, oks: torch.Tens
         slot = torch.arange(order.shape[0], device=device) - pair_starts[owner]
         slot_gt[area, owner, slot] = pair_gt[order]
         slot_passes[area, :, owner, slot] = passes[:, order]
-    # The detections take turns by their rank among the cell's candidate detections.
-    candidate_cells = cells[dets]
-    _, cell_counts = torch.unique_consecutive(candidate_cells, return_counts=True)
-    cell_starts = torch.repeat_interleave(torch.cumsum(cell_counts, 0) - cell_counts,
-                                          cell_counts)
-    turn = torch.arange(num_candidates, device=device) - cell_starts
-    by_turn = torch.argsort(turn, stable=True)
-    turn_sizes = torch.bincount(turn).tolist()
-    taken = torch.zeros(num_areas, num_thresholds, num_gt + 1, dtype=torch.bool, device=device)
-    taken[:, :, num_gt] = True
     crowd = torch.cat([gt_crowd, gt_crowd.new_zeros(1)])
     chosen = torch.full((num_areas, num_thresholds, num_candidates), -1, dtype=torch.long,
                         device=device)
+    # A detection whose ground truths no other detection can take (crowd regions are never
+    # used up) takes its first passing one, whatever the order: all at once.
+    contested_gt = (torch.bincount(pair_gt, minlength=num_gt + 1) > 1) & ~crowd
+    contested = torch.zeros(num_candidates, dtype=torch.long, device=device).index_add_(
+        0, pair_slot_owner, contested_gt[pair_gt].to(torch.long)) > 0
+    alone = torch.nonzero(~contested)[:, 0]
+    found = slot_passes[:, :, alone].any(dim=3)  # [A, T, n]
+    first = slot_passes[:, :, alone].to(torch.uint8).argmax(dim=3)
+    best = slot_gt[:, alone][:, None].expand(-1, num_thresholds, -1, -1).gather(
+        3, first[..., None])[..., 0]
+    chosen[:, :, alone] = torch.where(found, best, torch.full_like(best, -1))
+    # The others take turns by their rank among the cell's contested detections.
+    contenders = torch.nonzero(contested)[:, 0]
+    if contenders.shape[0] == 0:
+        return dets, chosen.permute(2, 0, 1)
+    _, cell_counts = torch.unique_consecutive(cells[dets[contenders]], return_counts=True)
+    cell_starts = torch.repeat_interleave(torch.cumsum(cell_counts, 0) - cell_counts,
+                                          cell_counts)
+    turn = torch.arange(contenders.shape[0], device=device) - cell_starts
+    by_turn = contenders[torch.argsort(turn, stable=True)]
+    turn_sizes = torch.bincount(turn).tolist()
+    taken = torch.zeros(num_areas, num_thresholds, num_gt + 1, dtype=torch.bool, device=device)
+    taken[:, :, num_gt] = True
     for movers in torch.split(by_turn, turn_sizes):
         ground_truth = slot_gt[:, movers]  # [A, n, S]
         count = movers.shape[0]
