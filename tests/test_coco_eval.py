@@ -298,6 +298,8 @@ def test_bad_results_raise_value_errors(gt_path, tmp_path):
         evaluate_coco_keypoints(gt_path, [good, nan])
     with pytest.raises(ValueError, match="entry 0 .*NaN score"):
         evaluate_coco_keypoints(gt_path, [{**good, "score": float("nan")}])
+    with pytest.raises(ValueError, match="entry 1 .*score that is not a number: 'high'"):
+        evaluate_coco_keypoints(gt_path, [good, {**good, "score": "high"}])
     with pytest.raises(ValueError, match="entry 1 must be a dict"):
         evaluate_coco_keypoints(gt_path, [good, [1, 2]])
     with pytest.raises(ValueError, match="17 keypoints per person but 5 OKS sigmas"):

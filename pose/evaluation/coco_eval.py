@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,9 +268,11 @@ def _result_error(results: list, gt: CocoKeypointGroundTruth, num_keypoints: int
                     f"([x, y, score] for {num_keypoints} joints)")
         try:
             values = np.asarray(keypoints, dtype=np.float64)
-            score = float(entry["score"])
         except (TypeError, ValueError):
-            return f"{where} has keypoints or a score that are not numbers"
+            return f"{where} has keypoint values that are not numbers"
+        score = entry["score"]
+        if not isinstance(score, numbers.Real):
+            return f"{where} has a score that is not a number: {score!r}"
         if not np.isfinite(values.reshape(-1, 3)[:, :2]).all():
             return f"{where} has non-finite (NaN or infinite) keypoint coordinates"
         if np.isnan(score):
