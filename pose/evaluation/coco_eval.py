@@ -94,6 +94,13 @@ class CocoKeypointGroundTruth:
     nonzero_id: torch.Tensor  # [G] bool: a match with id 0 counts as none in pycocotools
     # Image ids as a sorted int64 tensor when they are all integers (the tensor input path).
     sorted_int_image_ids: torch.Tensor | None
+    # Derived once for the OKS (see _gt_regions): whether any joint is labelled [G]; the joints
+    # averaged over, gathered first [G, K], and their count [G]; the region distances are
+    # measured to [G, 4].
+    labelled: torch.Tensor
+    joint_order: torch.Tensor
+    joint_counts: torch.Tensor
+    regions: torch.Tensor
 
     @property
     def num_images(self) -> int:
@@ -223,13 +230,18 @@ def load_coco_keypoint_ground_truth(
     if all(isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool)
            for image_id in image_ids):
         sorted_int_ids = torch.tensor(image_ids, dtype=torch.int64)
+    keypoints_tensor = torch.from_numpy(keypoints[order])
+    selected, labelled, regions = _gt_regions(keypoints_tensor, torch.from_numpy(boxes[order]))
     return CocoKeypointGroundTruth(
         image_ids=image_ids, category_ids=category_ids, image_index=image_index,
         category_index=category_index, num_keypoints=num_keypoints,
-        cells=torch.from_numpy(cells[order]), keypoints=torch.from_numpy(keypoints[order]),
+        cells=torch.from_numpy(cells[order]), keypoints=keypoints_tensor,
         areas=torch.from_numpy(areas[order]), boxes=torch.from_numpy(boxes[order]),
         crowd=torch.from_numpy(crowd[order]), ignore=torch.from_numpy(ignore[order]),
         nonzero_id=torch.from_numpy(nonzero_id[order]), sorted_int_image_ids=sorted_int_ids,
+        labelled=labelled, joint_order=torch.argsort((~selected).to(torch.uint8), dim=1,
+                                                     stable=True),
+        joint_counts=selected.sum(dim=1), regions=regions,
     )
 
 
@@ -355,6 +367,8 @@ def _gt_regions(gt_keypoints: torch.Tensor, gt_boxes: torch.Tensor
     unlabelled person, pycocotools' box [x - w, x + 2w] x [y - h, y + 2h]."""
     visible = gt_keypoints[..., 2] > 0
     labelled = visible.any(dim=1)
+    if gt_keypoints.shape[0] == 0:
+        return visible, labelled, gt_boxes.new_zeros(0, 4)
     box_region = torch.stack([gt_boxes[:, 0] - gt_boxes[:, 2], gt_boxes[:, 1] - gt_boxes[:, 3],
                               gt_boxes[:, 0] + gt_boxes[:, 2] * 2,
                               gt_boxes[:, 1] + gt_boxes[:, 3] * 2], dim=1)
@@ -389,8 +403,7 @@ def _reachable(pair_det: torch.Tensor, pair_gt: torch.Tensor, det_low: torch.Ten
     return gap_x * gap_x + gap_y * gap_y <= reach_squared[pair_gt]
 
 
-def _gt_oks(gt_keypoints: torch.Tensor, gt_areas: torch.Tensor, gt_boxes: torch.Tensor,
-            selected: torch.Tensor, labelled: torch.Tensor, det_keypoints: torch.Tensor,
+def _gt_oks(gt: CocoKeypointGroundTruth, gt_areas: torch.Tensor, det_keypoints: torch.Tensor,
             pair_gt: torch.Tensor, pair_det: torch.Tensor, variances: torch.Tensor
             ) -> torch.Tensor:
     """pycocotools' computeOks for the given (ground truth, detection) pairs -> [P] float64.
@@ -400,11 +413,13 @@ def _gt_oks(gt_keypoints: torch.Tensor, gt_areas: torch.Tensor, gt_boxes: torch.
     the distance of each detected joint to the box [x - w, x + 2w] x [y - h, y + 2h], averaged
     over all joints. The two kinds of pairs are computed apart (they need different data).
     """
+    device = variances.device
     scale = gt_areas + AREA_EPSILON
-    gt_xy = gt_keypoints[..., :2].contiguous()
-    counts = selected.sum(dim=1)
-    joint_order = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)
-    column = torch.arange(variances.shape[0], device=variances.device)
+    gt_xy = gt.keypoints[..., :2].to(device).contiguous()
+    gt_boxes = gt.boxes.to(device)
+    labelled = gt.labelled.to(device)
+    counts, joint_order = gt.joint_counts.to(device), gt.joint_order.to(device)
+    column = torch.arange(variances.shape[0], device=device)
     oks = torch.empty(pair_gt.shape[0], dtype=torch.float64, device=variances.device)
     is_labelled = labelled[pair_gt]
     for kind in (True, False):
@@ -490,13 +505,10 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
         torch.arange(pair_det.shape[0], device=device) - pair_offsets[pair_det])
     oks = torch.zeros(0, dtype=torch.float64, device=device)
     if pair_det.shape[0] > 0:
-        gt_keypoints, gt_boxes = gt.keypoints.to(device), gt.boxes.to(device)
-        selected, labelled, regions = _gt_regions(gt_keypoints, gt_boxes)
-        reachable = _reachable(pair_det, pair_gt, det_low, det_high, regions, gt_areas,
-                               variances)
+        reachable = _reachable(pair_det, pair_gt, det_low, det_high, gt.regions.to(device),
+                               gt_areas, variances)
         pair_det, pair_gt = pair_det[reachable], pair_gt[reachable]
-        oks = _gt_oks(gt_keypoints, gt_areas, gt_boxes, selected, labelled, det_keypoints,
-                      pair_gt, pair_det, variances)
+        oks = _gt_oks(gt, gt_areas, det_keypoints, pair_gt, pair_det, variances)
 
     # 3. Greedy matching over the pairs that reach the lowest threshold.
     relevant = oks >= thresholds[0]
@@ -534,11 +546,14 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
                            -1.0, dtype=torch.float64, device=device)
     recall = torch.full((num_thresholds, num_categories, num_areas), -1.0, dtype=torch.float64,
                         device=device)
+    # A category's detections are consecutive (cells are category-major), in (image, rank) order.
+    category_counts = torch.bincount(det_categories, minlength=num_categories).tolist()
+    category_starts = np.cumsum([0, *category_counts]).tolist()
     for category in torch.nonzero(npig.amax(dim=1) > 0)[:, 0].tolist():
-        in_category = det_categories == category  # dets in (image, rank) order
-        by_score = torch.argsort(scores[in_category], descending=True, stable=True)
-        ignored = det_ignored[in_category][by_score]
-        true_positive = det_matched[in_category][by_score] & ~ignored
+        start, end = category_starts[category], category_starts[category + 1]
+        by_score = torch.argsort(scores[start:end], descending=True, stable=True)
+        ignored = det_ignored[start:end].index_select(0, by_score)
+        true_positive = det_matched[start:end].index_select(0, by_score) & ~ignored
         category_precision, category_recall = _precision_recall(
             true_positive, ignored, npig[category], recall_thresholds)
         defined = npig[category] > 0  # [A]
