@@ -139,8 +139,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="ours: best of this many runs")
     parser.add_argument("--reference-repeats", type=int, default=1,
                         help="the reference libraries: best of this many runs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for ours (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     gt, results = coco_val_sized_set(args.images, args.seed)

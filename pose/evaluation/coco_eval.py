@@ -255,7 +255,7 @@ class _Detections:
 
     image_index: torch.Tensor  # [N] int64
     category_index: torch.Tensor  # [N] int64, -1: category not evaluated (dropped)
-    keypoints: torch.Tensor  # [N, K, 2] float64 (x, y)
+    keypoints: torch.Tensor  # [N, K, 2 or 3] float64 (x, y[, score]; the score is unused)
     scores: torch.Tensor  # [N] float64
     # [N] float64 loadRes' area when taken from the results' boxes; None: the keypoints'
     # extent (computed by the evaluation for the detections it keeps).
@@ -327,9 +327,10 @@ def _parse_results(results: list, gt: CocoKeypointGroundTruth, num_keypoints: in
     if keypoints.shape != (count, 3 * num_keypoints) or (boxes is not None
                                                           and boxes.shape != (count, 4)):
         raise ValueError(_result_error(results, gt, num_keypoints))
-    keypoints = keypoints.reshape(count, num_keypoints, 3)[:, :, :2]
+    keypoints = keypoints.reshape(count, num_keypoints, 3)
     image_index = np.array(image_positions, dtype=np.int64)
-    if (image_index < 0).any() or not np.isfinite(keypoints).all() or np.isnan(scores).any():
+    if (image_index < 0).any() or not np.isfinite(keypoints[..., :2]).all() or np.isnan(
+            scores).any():
         raise ValueError(_result_error(results, gt, num_keypoints))
     keypoints_tensor = torch.from_numpy(keypoints)
     areas = torch.from_numpy(boxes[:, 2] * boxes[:, 3]) if boxes is not None else None
@@ -404,9 +405,10 @@ def _reachable(pair_det: torch.Tensor, pair_gt: torch.Tensor, det_low: torch.Ten
 
 
 def _gt_oks(gt: CocoKeypointGroundTruth, gt_areas: torch.Tensor, det_keypoints: torch.Tensor,
-            pair_gt: torch.Tensor, pair_det: torch.Tensor, variances: torch.Tensor
+            pair_det: torch.Tensor, pair_gt: torch.Tensor, variances: torch.Tensor
             ) -> torch.Tensor:
-    """pycocotools' computeOks for the given (ground truth, detection) pairs -> [P] float64.
+    """pycocotools' computeOks for the given pairs -> [P] float64: ``pair_det`` are rows of
+    ``det_keypoints`` [N, K, 2 or 3], ``pair_gt`` ground-truth indices.
 
     Labelled ground truth: ``e = |d - g|^2 / var / (area + eps) / 2`` per joint, averaged over
     its labelled joints. Unlabelled ground truth (crowd regions, people without keypoints):
@@ -427,7 +429,7 @@ def _gt_oks(gt: CocoKeypointGroundTruth, gt_areas: torch.Tensor, det_keypoints: 
         for start in range(0, positions.shape[0], _PAIRS_PER_CHUNK):
             chunk = positions[start:start + _PAIRS_PER_CHUNK]
             g = pair_gt[chunk]
-            detected = det_keypoints.index_select(0, pair_det[chunk])  # [p, K, 2]
+            detected = det_keypoints.index_select(0, pair_det[chunk])[..., :2]  # [p, K, 2]
             if kind:
                 delta = detected - gt_xy.index_select(0, g)
             else:
@@ -486,9 +488,12 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
     top = rank < MAX_DETECTIONS
     order, cells = order[top], cells[top]
     scores = scores[order]
-    # (index_select: much faster than advanced indexing for whole rows on the CPU)
-    det_keypoints = detections.keypoints.to(device).index_select(0, order)
-    det_low, det_high = torch.aminmax(det_keypoints, dim=1)  # [D, 2] each
+    # The kept detections' keypoints are read where needed (per pair chunk) through ``order``;
+    # their extents are needed for all of them. (index_select: much faster than advanced
+    # indexing for whole rows on the CPU.)
+    all_keypoints = detections.keypoints.to(device)
+    det_low, det_high = torch.aminmax(all_keypoints[..., :2], dim=1)  # [N, 2] each
+    det_low, det_high = det_low.index_select(0, order), det_high.index_select(0, order)
     if detections.areas is None:  # loadRes' area of keypoint results: their extent
         det_areas = (det_high[:, 0] - det_low[:, 0]) * (det_high[:, 1] - det_low[:, 1])
     else:
@@ -508,7 +513,7 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
         reachable = _reachable(pair_det, pair_gt, det_low, det_high, gt.regions.to(device),
                                gt_areas, variances)
         pair_det, pair_gt = pair_det[reachable], pair_gt[reachable]
-        oks = _gt_oks(gt, gt_areas, det_keypoints, pair_gt, pair_det, variances)
+        oks = _gt_oks(gt, gt_areas, all_keypoints, order[pair_det], pair_gt, variances)
 
     # 3. Greedy matching over the pairs that reach the lowest threshold.
     relevant = oks >= thresholds[0]
@@ -579,70 +584,70 @@ def _greedy_match(pair_det: torch.Tensor, pair_gt: torch.Tensor, oks: torch.Tens
     """
     device = oks.device
     num_areas, num_thresholds = gt_ignored.shape[0], thresholds.shape[0]
-    dets, pair_slot_owner, pair_counts = torch.unique_consecutive(
-        pair_det, return_inverse=True, return_counts=True)
+    dets, owner, pair_counts = torch.unique_consecutive(pair_det, return_inverse=True,
+                                                        return_counts=True)
     num_candidates, num_slots = dets.shape[0], int(pair_counts.max())
-    pair_starts = torch.cumsum(pair_counts, 0) - pair_counts
-    # Each detection's ground truths in the order it prefers them, per area range: non-ignored
+    crowd = torch.cat([gt_crowd, gt_crowd.new_zeros(1)])
+    # A detection whose ground truths no other detection can take (crowd regions are never
+    # used up) takes its first passing one whatever the order ("alone"); the others take turns
+    # by their rank among the contested detections of their cell. The candidates are laid out
+    # in that order (alone first, then turn by turn) so that every step works on a slice.
+    contested_gt = (torch.bincount(pair_gt, minlength=gt_crowd.shape[0] + 1) > 1) & ~crowd
+    contested = torch.zeros(num_candidates, dtype=torch.long, device=device).index_add_(
+        0, owner, contested_gt[pair_gt].to(torch.long)) > 0
+    alone, contenders = torch.nonzero(~contested)[:, 0], torch.nonzero(contested)[:, 0]
+    _, cell_counts = torch.unique_consecutive(cells[dets[contenders]], return_counts=True)
+    turn = torch.arange(contenders.shape[0], device=device) - torch.repeat_interleave(
+        torch.cumsum(cell_counts, 0) - cell_counts, cell_counts)
+    layout = torch.cat([alone, contenders[torch.argsort(turn, stable=True)]])
+    step_sizes = [alone.shape[0], *torch.bincount(turn).tolist()]
+    position = torch.empty_like(layout)
+    position[layout] = torch.arange(num_candidates, device=device)
+    # Each candidate's ground truths in the order it prefers them, per area range: non-ignored
     # first, then by OKS, then the later one in the file (pycocotools keeps the last of equal
     # OKS). A sentinel ground truth (index G) fills empty slots and is never available.
-    # Layout [A, (T,) candidates, slots]: slots last, for the "first available" search below.
+    # Layout [A, (T,) candidates, slots]: slots last, for the "first available" search.
+    num_pairs = pair_gt.shape[0]
+    by_gt = torch.argsort(pair_gt, descending=True, stable=True)
+    by_oks = by_gt[torch.argsort(oks[by_gt], descending=True, stable=True)]
+    preference = torch.empty_like(by_oks)
+    preference[by_oks] = torch.arange(num_pairs, device=device)
+    pair_starts = torch.cumsum(pair_counts, 0) - pair_counts
+    passes = oks[None] >= thresholds[:, None]  # [T, P]
     slot_gt = torch.full((num_areas, num_candidates, num_slots), num_gt, dtype=torch.long,
                          device=device)
     slot_passes = torch.zeros(num_areas, num_thresholds, num_candidates, num_slots,
                               dtype=torch.bool, device=device)
-    passes = (oks[None] >= thresholds[:, None])  # [T, P]
-    by_gt = torch.argsort(pair_gt, descending=True, stable=True)
-    by_oks = by_gt[torch.argsort(oks[by_gt], descending=True, stable=True)]
     for area in range(num_areas):
-        order = by_oks[torch.argsort(gt_ignored[area, pair_gt[by_oks]].to(torch.uint8),
-                                     stable=True)]
-        order = order[torch.argsort(pair_slot_owner[order], stable=True)]
-        owner = pair_slot_owner[order]
-        slot = torch.arange(order.shape[0], device=device) - pair_starts[owner]
-        slot_gt[area, owner, slot] = pair_gt[order]
-        slot_passes[area, :, owner, slot] = passes[:, order]
-    crowd = torch.cat([gt_crowd, gt_crowd.new_zeros(1)])
-    chosen = torch.full((num_areas, num_thresholds, num_candidates), -1, dtype=torch.long,
-                        device=device)
-    # A detection whose ground truths no other detection can take (crowd regions are never
-    # used up) takes its first passing one, whatever the order: all at once.
-    contested_gt = (torch.bincount(pair_gt, minlength=num_gt + 1) > 1) & ~crowd
-    contested = torch.zeros(num_candidates, dtype=torch.long, device=device).index_add_(
-        0, pair_slot_owner, contested_gt[pair_gt].to(torch.long)) > 0
-    alone = torch.nonzero(~contested)[:, 0]
-    found = slot_passes[:, :, alone].any(dim=3)  # [A, T, n]
-    first = slot_passes[:, :, alone].to(torch.uint8).argmax(dim=3)
-    best = slot_gt[:, alone][:, None].expand(-1, num_thresholds, -1, -1).gather(
-        3, first[..., None])[..., 0]
-    chosen[:, :, alone] = torch.where(found, best, torch.full_like(best, -1))
-    # The others take turns by their rank among the cell's contested detections.
-    contenders = torch.nonzero(contested)[:, 0]
-    if contenders.shape[0] == 0:
-        return dets, chosen.permute(2, 0, 1)
-    _, cell_counts = torch.unique_consecutive(cells[dets[contenders]], return_counts=True)
-    cell_starts = torch.repeat_interleave(torch.cumsum(cell_counts, 0) - cell_counts,
-                                          cell_counts)
-    turn = torch.arange(contenders.shape[0], device=device) - cell_starts
-    by_turn = contenders[torch.argsort(turn, stable=True)]
-    turn_sizes = torch.bincount(turn).tolist()
+        key = (owner * 2 + gt_ignored[area, pair_gt].to(torch.long)) * num_pairs + preference
+        order = torch.argsort(key)  # keys are distinct
+        slot = torch.arange(num_pairs, device=device) - pair_starts[owner[order]]
+        slot_gt[area, position[owner[order]], slot] = pair_gt[order]
+        slot_passes[area, :, position[owner[order]], slot] = passes[:, order]
     taken = torch.zeros(num_areas, num_thresholds, num_gt + 1, dtype=torch.bool, device=device)
     taken[:, :, num_gt] = True
-    for movers in torch.split(by_turn, turn_sizes):
-        ground_truth = slot_gt[:, movers]  # [A, n, S]
-        count = movers.shape[0]
-        index = ground_truth.reshape(num_areas, 1, -1).expand(-1, num_thresholds, -1)
-        available = ~taken.gather(2, index).reshape(num_areas, num_thresholds, count, num_slots)
-        available |= crowd[ground_truth][:, None]
-        candidate = available & slot_passes[:, :, movers]  # [A, T, n, S]
+    chosen = torch.full((num_areas, num_thresholds, num_candidates), -1, dtype=torch.long,
+                        device=device)
+    start = 0
+    for step, size in enumerate(step_sizes):
+        if size == 0:
+            continue
+        ground_truth = slot_gt[:, start:start + size]  # [A, n, S]
+        candidate = slot_passes[:, :, start:start + size]  # [A, T, n, S]
+        if step > 0:  # the alone ones (step 0) find everything available
+            index = ground_truth.reshape(num_areas, 1, -1).expand(-1, num_thresholds, -1)
+            available = ~taken.gather(2, index).reshape(num_areas, num_thresholds, size,
+                                                        num_slots)
+            candidate = candidate & (available | crowd[ground_truth][:, None])
         found = candidate.any(dim=3)  # [A, T, n]
         first = candidate.to(torch.uint8).argmax(dim=3)
         best = ground_truth[:, None].expand(-1, num_thresholds, -1, -1).gather(
             3, first[..., None])[..., 0]
-        best = torch.where(found, best, torch.full_like(best, num_gt))
-        taken.scatter_(2, best, True)
-        chosen[:, :, movers] = torch.where(found, best, torch.full_like(best, -1))
-    return dets, chosen.permute(2, 0, 1)
+        if step > 0:
+            taken.scatter_(2, torch.where(found, best, torch.full_like(best, num_gt)), True)
+        chosen[:, :, start:start + size] = torch.where(found, best, torch.full_like(best, -1))
+        start += size
+    return dets[layout], chosen.permute(2, 0, 1)
 
 
 def _precision_recall(true_positive: torch.Tensor, ignored: torch.Tensor, npig: torch.Tensor,
@@ -823,7 +828,7 @@ def evaluate_coco_keypoints_tensors(
         raise ValueError(f"keypoints must have shape [N, K, 2] or [N, K, 3], got "
                          f"{tuple(keypoints.shape)}")
     count = keypoints.shape[0]
-    keypoints = keypoints[..., :2].to(torch.float64).cpu()
+    keypoints = keypoints.to(torch.float64).cpu()
     scores = torch.as_tensor(scores).reshape(-1).to(torch.float64).cpu()
     image_ids = torch.as_tensor(np.asarray(image_ids) if not isinstance(image_ids, torch.Tensor)
                                 else image_ids).reshape(-1).cpu()
@@ -848,8 +853,8 @@ def evaluate_coco_keypoints_tensors(
     image_index = torch.searchsorted(known, image_ids).clamp(max=max(len(known) - 1, 0))
     unknown = known[image_index] != image_ids
     finite = torch.ones(count, dtype=torch.bool)
-    if not bool(torch.isfinite(keypoints).all()):
-        finite = torch.isfinite(keypoints).all(dim=2).all(dim=1)
+    if not bool(torch.isfinite(keypoints[..., :2]).all()):
+        finite = torch.isfinite(keypoints[..., :2]).all(dim=2).all(dim=1)
     for problem, where in ((unknown, "has an image id that is not in the ground truth"),
                            (~finite, "has non-finite (NaN or infinite) keypoint coordinates"),
                            (torch.isnan(scores), "has a NaN score")):
