@@ -370,6 +370,26 @@ def _within_group_pairs(sorted_groups: torch.Tensor, rank: torch.Tensor, num_gro
     return first, second
 
 
+def _may_exceed(keypoints: torch.Tensor, areas: torch.Tensor, first: torch.Tensor,
+                second: torch.Tensor, threshold: float, sigmas: torch.Tensor) -> torch.Tensor:
+    """[P] bool: False only where the pair's OKS is certainly not above ``threshold``.
+
+    An OKS above it needs some joint with ``exp(-e) > threshold``, i.e. within
+    ``sqrt(2 ln(1/threshold) var (mean area + eps))`` of its counterpart, and no two joints are
+    nearer than the gap between the two poses' joint boxes. A margin keeps borderline pairs,
+    and pairs with NaN or a non-positive area are kept (their OKS is then computed exactly).
+    """
+    if threshold <= 0:
+        return torch.ones_like(first, dtype=torch.bool)
+    low, high = torch.aminmax(keypoints[..., :2].to(torch.float64), dim=1)  # [N, 2] each
+    gap = torch.clamp_min(torch.maximum(low[first] - high[second], low[second] - high[first]), 0)
+    scale = (areas[first] + areas[second]) / 2 + AREA_EPSILON
+    variance = float(((2.0 * sigmas) ** 2).max())
+    reach_squared = 2 * max(-np.log(threshold), 0.0) * variance * scale * (1 + 1e-6) + 1e-9
+    reach_squared = torch.where(scale > 0, reach_squared, torch.full_like(scale, torch.inf))
+    return ~((gap * gap).sum(dim=1) > reach_squared)
+
+
 # Pairs whose OKS is computed at once: bounds the [pairs, K, 3] float64 temporaries (~30 MB).
 _PAIRS_PER_CHUNK = 1 << 16
 
@@ -433,6 +453,9 @@ def batched_oks_nms(
     order, sorted_groups, rank, num_groups = _ranked_groups(scores, groups)
     first, second = _within_group_pairs(sorted_groups, rank, num_groups)
     sorted_keypoints, sorted_areas = keypoints[order], areas[order]
+    near = _may_exceed(sorted_keypoints, sorted_areas, first, second, threshold,
+                       _sigmas_for(sigmas, keypoints.shape[1], device))
+    first, second = first[near], second[near]
     overlapping = []
     for start in range(0, first.shape[0], _PAIRS_PER_CHUNK):
         pairs = (first[start:start + _PAIRS_PER_CHUNK], second[start:start + _PAIRS_PER_CHUNK])
