@@ -6,19 +6,22 @@ the CPU or on CUDA:
 1. Detections are grouped per (category, image) "cell", ordered by score (a stable sort, as
    pycocotools' mergesort: equal scores keep their order in the results list) and cut to the
    best 20 per cell (``maxDets``).
-2. OKS is computed for every (detection, ground truth) pair of a cell at once, in float64, with
-   pycocotools' operation order and numpy's summation order, so the values are the same bits on
-   the CPU. Ground truth with no labelled joint measures the distance to a box twice its size.
+2. OKS is computed for the (detection, ground truth) pairs of each cell, all cells at once, in
+   float64, with pycocotools' operation order and numpy's summation order, so the values are the
+   same bits on the CPU. Ground truth with no labelled joint measures the distance to its box
+   enlarged to three times its size. Only pairs with OKS >= 0.5 (the lowest threshold) can ever
+   match, so pairs whose joints are provably too far apart for that are skipped first.
 3. The greedy matching runs over the detections' rank within their cell (at most 20 steps),
-   vectorised over cells, the 10 OKS thresholds and the 3 area ranges. Only pairs with OKS >= 0.5
-   (the lowest threshold) can match, so the matching works on those alone. Its rules are
-   pycocotools': a detection takes the unmatched non-ignored ground truth of highest OKS (the
-   last one on ties), and only if none qualifies an ignored one (crowd regions may match many
-   detections); ignored are crowd regions, people with ``num_keypoints`` 0 and people outside
-   the area range. Unmatched detections outside the area range are ignored too.
-4. Accumulation is one stable sort by score per category and cumulative sums; precision is made
-   monotone and read at the 101 recall thresholds; the ten stats are pycocotools' means, with
-   -1 where nothing is defined.
+   vectorised over cells, the 10 OKS thresholds and the 3 area ranges; detections that compete
+   with no other for their ground truths match in one step. Its rules are pycocotools': a
+   detection takes the unmatched non-ignored ground truth of highest OKS (the last one on
+   ties), and only if none qualifies an ignored one (crowd regions may match many detections);
+   ignored are crowd regions, people with ``num_keypoints`` 0 and people outside the area range.
+   Unmatched detections outside the area range are ignored too.
+4. Accumulation is one stable sort by score per category; precision, made monotone, is read
+   where recall first reaches each of the 101 recall thresholds, which is always at a true
+   positive, so only the true positives are visited; the ten stats are pycocotools' means,
+   with -1 where nothing is defined.
 
 pycocotools' quirks are kept: the area of a detection is that of its keypoints' extent (or of its
 ``bbox`` when the first result carries one, as ``loadRes`` decides), a ground truth with id 0
