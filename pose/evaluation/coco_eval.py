@@ -513,10 +513,20 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
         torch.arange(pair_det.shape[0], device=device) - pair_offsets[pair_det])
     oks = torch.zeros(0, dtype=torch.float64, device=device)
     if pair_det.shape[0] > 0:
-        reachable = _reachable(pair_det, pair_gt, det_low, det_high, gt.regions.to(device),
-                               gt_areas, variances)
+        regions = gt.regions.to(device)
+        reachable = _reachable(pair_det, pair_gt, det_low, det_high, regions, gt_areas,
+                               variances)
         pair_det, pair_gt = pair_det[reachable], pair_gt[reachable]
-        oks = _gt_oks(gt, gt_areas, all_keypoints, order[pair_det], pair_gt, variances)
+        # A detection wholly inside an unlabelled person's box region is at distance 0 from
+        # it at every joint: e = 0, and the OKS is exactly 1.
+        region = regions[pair_gt]
+        inside = ~gt.labelled.to(device)[pair_gt] & (
+            det_low[pair_det] >= region[:, :2]).all(dim=1) & (
+            det_high[pair_det] <= region[:, 2:]).all(dim=1)
+        oks = torch.ones(pair_det.shape[0], dtype=torch.float64, device=device)
+        computed = torch.nonzero(~inside)[:, 0]
+        oks[computed] = _gt_oks(gt, gt_areas, all_keypoints, order[pair_det[computed]],
+                                pair_gt[computed], variances)
 
     # 3. Greedy matching over the pairs that reach the lowest threshold.
     relevant = oks >= thresholds[0]
