@@ -192,6 +192,9 @@ def evaluate_predictions(predictions: Predictions, dataset: Dataset, *,
         An :class:`Evaluation`: ``metrics``, ``results`` (results.json), ``primary`` ("AP" or
         "Mean", the metric that ranks checkpoints) and the table's ``names``.
     """
+    # In dataset order, each crop once (a no-op for one process; it makes a sampler's padding
+    # harmless should ungathered predictions come here).
+    predictions = _in_dataset_order(predictions)
     if isinstance(dataset, MpiiKeypoints):
         metrics, results = evaluate_mpii(predictions, dataset,
                                          visibility_threshold=visibility_threshold)
