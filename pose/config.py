@@ -14,7 +14,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from pose.data import AugmentationParams, CocoKeypoints
+from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
 from pose.evaluation.decode import POST_PROCESSES
 
@@ -30,7 +30,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "coco"  # keypoint layout and dataset format: "coco"
+    dataset: str = "coco"  # keypoint layout and dataset format: "coco" or "mpii"
     root: str = "data/coco"  # dataset folder, layout in data/README.md
     train_split: str = "train2017"
     val_split: str = "val2017"
@@ -150,9 +150,10 @@ def keypoint_spec(data: DataConfig | DictConfig) -> KeypointSpec:
 
 def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | None = None,
                   det_score_threshold: float = 0.0, seed: int = 0) -> CocoKeypoints:
-    """The train or val split of the configured dataset."""
-    if data.dataset != "coco":
-        raise ValueError(f"data.dataset={data.dataset!r}: only 'coco' is available so far")
+    """The train or val split of the configured dataset (COCO, or MPII in HRNet's json layout)."""
+    if data.dataset not in ("coco", "mpii"):
+        raise ValueError(f"data.dataset={data.dataset!r} is not known: expected 'coco' or "
+                         "'mpii'")
     augmentation = None
     if train:
         augmentation = AugmentationParams(
@@ -160,6 +161,15 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
             rotation_prob=data.rotation_prob, flip=data.flip,
             half_body_prob=data.half_body_prob, half_body_min_joints=data.half_body_min_joints,
         )
+    if data.dataset == "mpii":
+        if det_file is not None:
+            raise ValueError("data.dataset=mpii is evaluated on its annotated people: set "
+                             "eval.use_gt_boxes=true (detection boxes are for COCO)")
+        return MpiiKeypoints(
+            root=data.root, split=data.train_split if train else data.val_split,
+            image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
+            sigma=data.sigma, train=train, keypoints=keypoint_spec(data),
+            augmentation=augmentation, seed=seed)
     return CocoKeypoints(
         root=data.root, split=data.train_split if train else data.val_split,
         image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),

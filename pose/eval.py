@@ -37,9 +37,8 @@ from pose.engine.checkpoint import (
     load_model_weights,
     read_checkpoint_file,
 )
-from pose.engine.inference import evaluate_coco, predict, write_evaluation
+from pose.engine.inference import evaluate_predictions, predict, write_evaluation
 from pose.engine.logger import setup_logging
-from pose.evaluation import format_metrics_table
 from pose.models import create_model, list_models, load_pretrained
 from pose.visualize import save_prediction_grid
 
@@ -107,9 +106,10 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
                           shift_heatmap=cfg.eval.shift_heatmap,
                           post_process=cfg.eval.post_process,
                           sigma=cfg.data.sigma)
-    metrics, results = evaluate_coco(predictions, dataset.annotation_file, spec.oks_sigmas,
-                                     visibility_threshold=cfg.eval.visibility_threshold,
-                                     oks_nms_threshold=cfg.eval.oks_nms_threshold)
+    evaluation = evaluate_predictions(predictions, dataset,
+                                      visibility_threshold=cfg.eval.visibility_threshold,
+                                      oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)
+    metrics, results = evaluation.metrics, evaluation.results
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     write_evaluation(out_dir, metrics, results)
     if cfg.eval.num_visualize > 0:
@@ -117,7 +117,7 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
                                        skeleton=spec.skeleton, num_images=cfg.eval.num_visualize,
                                        score_threshold=cfg.eval.visibility_threshold)
         logger.info("predicted skeletons on val images: %s", picture)
-    print(format_metrics_table(metrics))
+    print(evaluation.table())
     logger.info("results.json and metrics.json written to %s", out_dir)
     return metrics
 

@@ -16,7 +16,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from pose.config import (
     build_dataset,
@@ -34,13 +34,18 @@ from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import (
     DistributedContext,
     ResumableSampler,
-    barrier,
     broadcast_object,
     cleanup_distributed,
     init_distributed,
 )
 from pose.engine.ema import ModelEma
-from pose.engine.inference import evaluate_coco, predict, write_evaluation
+from pose.engine.inference import (
+    PRIMARY_METRICS,
+    evaluate_predictions,
+    gather_predictions,
+    predict,
+    write_evaluation,
+)
 from pose.engine.logger import prediction_pictures, setup_logging
 from pose.engine.trainer import (
     autocast_dtype,
@@ -51,14 +56,10 @@ from pose.engine.trainer import (
     prepare_model,
     seed_everything,
 )
-from pose.evaluation import format_metrics_table
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
 
 register_configs()
-
-# The metric best.pt is chosen by, per data.dataset.
-BEST_METRIC = {"coco": "AP", "mpii": "Mean"}
 
 
 def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path, Path | None]:
@@ -119,7 +120,11 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
                               drop_last=len(sampler) > cfg.train.batch_size,
                               collate_fn=collate_skip_none,
                               generator=torch.Generator().manual_seed(cfg.seed), **loader_options)
-    val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
+    # Under DDP each rank predicts a share of the val set (padded to equal shares; the
+    # gathering drops the repeats).
+    val_sampler = (DistributedSampler(val_set, context.world_size, context.rank, shuffle=False)
+                   if context.enabled else None)
+    val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, sampler=val_sampler,
                             **loader_options)
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
 
@@ -146,22 +151,20 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
         logger.info("continuing from %s (step %d)", resume_path, resume["step"])
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        # Under DDP rank 0 evaluates the whole val set while the other ranks wait. The place to
-        # shard it instead: every rank predicts its DistributedSampler share, and
-        # pose.engine.inference.gather_predictions (issue 6) joins them on rank 0.
+        # Every rank predicts its share of the val set (DistributedSampler); the shares are
+        # gathered, and rank 0 scores them, writes the files and tells the others the metrics.
+        predictions = gather_predictions(predict(
+            model, val_loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
+            shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
+            sigma=cfg.data.sigma))
         metrics = None
         if context.is_main:
-            predictions = predict(model, val_loader, device, spec.flip_pairs,
-                                  flip_test=cfg.eval.flip_test,
-                                  shift_heatmap=cfg.eval.shift_heatmap,
-                                  post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
-            metrics, results = evaluate_coco(
-                predictions, val_set.annotation_file, spec.oks_sigmas,
-                visibility_threshold=cfg.eval.visibility_threshold,
-                oks_nms_threshold=cfg.eval.oks_nms_threshold)
-            write_evaluation(run_dir, metrics, results)
-            logger.info("evaluation on %s:\n%s", cfg.data.val_split, format_metrics_table(metrics))
-        barrier()
+            evaluation = evaluate_predictions(
+                predictions, val_set, visibility_threshold=cfg.eval.visibility_threshold,
+                oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)
+            write_evaluation(run_dir, evaluation.metrics, evaluation.results)
+            logger.info("evaluation on %s:\n%s", cfg.data.val_split, evaluation.table())
+            metrics = evaluation.metrics
         return broadcast_object(metrics)
 
     log_images = None
@@ -183,10 +186,10 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
                 accumulate_steps=cfg.train.accumulate_steps,
                 clip_grad_norm=cfg.train.clip_grad_norm, ema=ema,
                 checkpoint_interval=cfg.train.checkpoint_interval,
-                best_metric=BEST_METRIC.get(cfg.data.dataset, "AP"), resume=resume,
+                best_metric=PRIMARY_METRICS[cfg.data.dataset], resume=resume,
                 log_images=log_images, context=context)
     logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
-                state.step, BEST_METRIC.get(cfg.data.dataset, "AP"), state.best_metric, run_dir)
+                state.step, PRIMARY_METRICS[cfg.data.dataset], state.best_metric, run_dir)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")

@@ -23,3 +23,44 @@ def reference_dir() -> Path:
 def coco_sample_dir() -> Path:
     """Four real COCO val2017 images with ground truth and detector boxes (shipped in tests/data)."""
     return TEST_DATA / "coco_sample"
+
+
+@pytest.fixture(scope="session")
+def pycocotools_eval():
+    """pycocotools' ``COCOeval(iouType='keypoints')`` as the official HRNet runs it (the
+    independent reference of our evaluation): a function ``(gt, results, sigmas=None)`` of a
+    COCO json path or dict and a results list, returning the COCOeval after ``summarize()``."""
+    import contextlib
+    import copy
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def evaluate(gt, results, sigmas=None):
+        with contextlib.redirect_stdout(io.StringIO()):
+            if isinstance(gt, dict):
+                ground_truth = COCO()
+                ground_truth.dataset = copy.deepcopy(gt)
+                ground_truth.createIndex()
+            else:
+                ground_truth = COCO(str(gt))
+            # loadRes adds area, bbox and id to the dicts it is given: hand it copies.
+            detections = ground_truth.loadRes([dict(entry) for entry in results])
+            evaluator = COCOeval(ground_truth, detections, "keypoints")
+            evaluator.params.useSegm = None
+            if sigmas is not None:
+                evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        return evaluator
+
+    return evaluate
+
+
+@pytest.fixture(scope="session")
+def mpii_sample_dir() -> Path:
+    """Five real MPII images with HRNet-json annotations (shipped in tests/data)."""
+    return TEST_DATA / "mpii_sample"

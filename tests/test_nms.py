@@ -10,17 +10,28 @@ import pytest
 import torch
 
 from pose.data.keypoints import COCO_KEYPOINTS
-from pose.evaluation.nms import oks_iou, oks_matrix, oks_nms, rescore, score_order, soft_oks_nms
+from pose.evaluation.nms import (
+    batched_oks_nms,
+    batched_soft_oks_nms,
+    grouped_score_order,
+    oks_iou,
+    oks_matrix,
+    oks_nms,
+    pairwise_sum,
+    rescore,
+    score_order,
+    soft_oks_nms,
+)
 
-# OKS values are float64 sums of 17 exponentials: agree to a few float64 steps.
-OKS_TOLERANCE = 1e-15
+# OKS values are float64 sums of 17 exponentials, added in numpy's order: the same bits.
+OKS_TOLERANCE = 0.0
 
 
 @pytest.fixture(scope="module")
 def groups(reference_dir):
     with (reference_dir / "pipeline" / "oks_nms.json").open() as handle:
         fixture = json.load(handle)
-    np.testing.assert_allclose(fixture["sigmas"], COCO_KEYPOINTS.oks_sigmas, rtol=1e-15)
+    np.testing.assert_array_equal(fixture["sigmas"], COCO_KEYPOINTS.oks_sigmas)
     result = []
     for group in fixture["groups"]:
         keypoints = torch.tensor(group["keypoints"], dtype=torch.float64)
@@ -132,3 +143,101 @@ def test_rescore_hand_worked():
     assert rescore(float32_maxvals, [1.0]).tolist() == [float(np.float32(0.6))]
     with pytest.raises(ValueError, match="box scores"):
         rescore(maxvals, [1.0, 1.0])
+
+
+def test_pairwise_sum_is_numpy_sum():
+    generator = np.random.default_rng(1)
+    for width in (1, 5, 8, 17, 64, 130, 300):
+        values = generator.uniform(0, 1, size=(40, width)) ** 3
+        counts = generator.integers(0, width + 1, size=40)
+        values[np.arange(width)[None] >= counts[:, None]] = 0.0
+        expected = [np.sum(row[:count]) for row, count in zip(values, counts)]
+        ours = pairwise_sum(torch.from_numpy(values), torch.from_numpy(counts))
+        assert ours.tolist() == expected, width
+
+
+def _numpy_oks(reference, candidates, reference_area, candidate_areas):
+    """The official oks_iou (default sigmas, no visibility threshold), transcribed in numpy."""
+    sigmas = np.asarray(COCO_KEYPOINTS.oks_sigmas)
+    variances = (sigmas * 2) ** 2
+    values = np.zeros(len(candidates))
+    for index, candidate in enumerate(candidates):
+        dx, dy = candidate[:, 0] - reference[:, 0], candidate[:, 1] - reference[:, 1]
+        error = (dx ** 2 + dy ** 2) / variances / (
+            (reference_area + candidate_areas[index]) / 2 + np.spacing(1)) / 2
+        values[index] = np.sum(np.exp(-error)) / error.shape[0]
+    return values
+
+
+def _numpy_nms(keypoints, scores, areas, threshold):
+    order = np.argsort(scores)[::-1]
+    keep = []
+    while order.size > 0:
+        best = order[0]
+        keep.append(int(best))
+        overlaps = _numpy_oks(keypoints[best], keypoints[order[1:]], areas[best],
+                              areas[order[1:]])
+        order = order[np.where(overlaps <= threshold)[0] + 1]
+    return keep
+
+
+def _numpy_soft_nms(keypoints, scores, areas, threshold, max_detections=20):
+    order = np.argsort(scores)[::-1]
+    scores = scores[order]
+    keep = []
+    while order.size > 0 and len(keep) < max_detections:
+        best = order[0]
+        overlaps = _numpy_oks(keypoints[best], keypoints[order[1:]], areas[best],
+                              areas[order[1:]])
+        order = order[1:]
+        scores = scores[1:] * np.exp(-overlaps ** 2 / threshold)
+        resort = np.argsort(scores)[::-1]
+        order, scores = order[resort], scores[resort]
+        keep.append(int(best))
+    return keep
+
+
+def _random_result_set(seed, num_images=25, tie_levels=None):
+    """Poses of many images: near-duplicates around a few people, image ids interleaved."""
+    generator = np.random.default_rng(seed)
+    keypoints, scores, areas, image_ids = [], [], [], []
+    for image in range(num_images):
+        for _ in range(generator.integers(1, 4)):
+            base = generator.uniform(0, 300, size=(17, 2))
+            area = generator.uniform(2000, 20000)
+            for _ in range(generator.integers(1, 8)):
+                pose = base + generator.normal(0, generator.choice([0.5, 3, 15]), size=(17, 2))
+                keypoints.append(np.concatenate([pose, generator.uniform(0, 1, (17, 1))], 1))
+                score = generator.uniform(0, 1)
+                scores.append(round(score * tie_levels) / tie_levels if tie_levels else score)
+                areas.append(area * generator.uniform(0.9, 1.1))
+                image_ids.append(1000 + (image * 7919) % 97)
+    order = generator.permutation(len(scores))
+    return (np.asarray(keypoints)[order], np.asarray(scores)[order], np.asarray(areas)[order],
+            np.asarray(image_ids)[order])
+
+
+@pytest.mark.parametrize("tie_levels", [None, 4])
+def test_batched_nms_equal_official_per_image(tie_levels):
+    keypoints, scores, areas, image_ids = _random_result_set(5, tie_levels=tie_levels)
+    expected_nms, expected_soft = [], []
+    for image_id in dict.fromkeys(image_ids.tolist()):  # order of first appearance
+        members = np.nonzero(image_ids == image_id)[0]
+        expected_nms += members[_numpy_nms(keypoints[members], scores[members], areas[members],
+                                           0.9)].tolist()
+        expected_soft += members[_numpy_soft_nms(keypoints[members], scores[members],
+                                                 areas[members], 0.9)].tolist()
+    tensors = (torch.from_numpy(keypoints), torch.from_numpy(scores), torch.from_numpy(areas))
+    assert batched_oks_nms(*tensors, torch.from_numpy(image_ids)).tolist() == expected_nms
+    assert batched_soft_oks_nms(*tensors, image_ids.tolist()).tolist() == expected_soft
+    assert len(expected_nms) < len(scores)  # the NMS had work to do
+
+
+def test_grouped_score_order_is_numpy_order_per_group():
+    _, scores, _, image_ids = _random_result_set(2, tie_levels=3)
+    expected = []
+    for image_id in dict.fromkeys(image_ids.tolist()):
+        members = np.nonzero(image_ids == image_id)[0]
+        expected += members[np.argsort(scores[members])[::-1]].tolist()
+    assert grouped_score_order(torch.from_numpy(scores), torch.from_numpy(image_ids)).tolist() \
+        == expected

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pose.data.synthetic import generate_coco_dataset
-from pose.evaluation import METRIC_NAMES, pycocotools_keypoint_stats
+from pose.evaluation import METRIC_NAMES
 
 DETECTIONS = "annotations/person_detections_val2017.json"
 
@@ -39,7 +39,7 @@ def trained_run(dataset, tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset):
+def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset, pycocotools_eval):
     for name in ("last.pt", "best.pt", "results.json", "metrics.json", "config.yaml", "log.txt"):
         assert (trained_run / name).is_file(), name
     assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
@@ -53,9 +53,9 @@ def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset):
     # metrics.json is pycocotools' verdict on results.json against the val annotations.
     results = json.loads((trained_run / "results.json").read_text())
     assert results and all(len(entry["keypoints"]) == 17 * 3 for entry in results)
-    recomputed = pycocotools_keypoint_stats(
-        dataset / "annotations" / "person_keypoints_val2017.json", results)
-    assert recomputed == pytest.approx(metrics, abs=1e-12)
+    recomputed = pycocotools_eval(dataset / "annotations" / "person_keypoints_val2017.json",
+                                  results).stats
+    assert dict(zip(METRIC_NAMES, recomputed.tolist())) == pytest.approx(metrics, abs=1e-12)
 
 
 def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset):

@@ -192,21 +192,25 @@ class CocoKeypoints(Dataset):
         # Python float, as the official code: it sets the float32/float64 rounding downstream.
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
 
-        self.annotation_file, self.image_dir = _resolve_layout(self.root, split)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(str(self.annotation_file))
-        if det_file is None:
-            self.det_file = None
-            self.records = self._ground_truth_records()
-        else:
-            self.det_file = Path(det_file)
-            self.records = self._detection_records(self.det_file, det_score_threshold)
+        self.records = self._load_records(det_file, det_score_threshold)
         self._warned_paths: set[Path] = set()
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
 
     # ----------------------------------------------------------------------------------------
     # Records
+
+    def _load_records(self, det_file: str | Path | None,
+                      det_score_threshold: float) -> list[dict[str, Any]]:
+        """The dataset's people (another dataset format overrides this)."""
+        self.annotation_file, self.image_dir = _resolve_layout(self.root, self.split)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(str(self.annotation_file))
+        if det_file is None:
+            self.det_file = None
+            return self._ground_truth_records()
+        self.det_file = Path(det_file)
+        return self._detection_records(self.det_file, det_score_threshold)
 
     def image_path(self, image_id: int) -> Path:
         """Where the image with COCO id ``image_id`` is read from."""

@@ -59,10 +59,12 @@ COCO_KEYPOINTS = KeypointSpec(
     ),
     upper_body_ids=tuple(range(11)),
     lower_body_ids=tuple(range(11, 17)),
-    oks_sigmas=(
-        0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-        0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
-    ),
+    # Written as the official code and pycocotools compute them (the published values / 10.0),
+    # which differs from the literals 0.026, ... in the last bit of three of them.
+    oks_sigmas=tuple(value / 10.0 for value in (
+        0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72,
+        0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89,
+    )),
 )
 
 MPII_KEYPOINTS = KeypointSpec(

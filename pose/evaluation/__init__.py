@@ -1,14 +1,19 @@
-"""Evaluation: heatmap decoding, flip test, OKS-NMS, rescoring, COCO results, pycocotools."""
+"""Evaluation: heatmap decoding, flip test, OKS-NMS, rescoring, COCO keypoint AP, MPII PCKh."""
 
 from __future__ import annotations
 
 from pose.evaluation.coco import (
-    METRIC_NAMES,
-    KeypointEvalResult,
+    coco_result_entries,
     coco_results,
     format_metrics_table,
-    pycocotools_keypoint_eval,
-    pycocotools_keypoint_stats,
+    rescore_and_nms,
+)
+from pose.evaluation.coco_eval import (
+    METRIC_NAMES,
+    CocoKeypointGroundTruth,
+    evaluate_coco_keypoints,
+    evaluate_coco_keypoints_tensors,
+    load_coco_keypoint_ground_truth,
 )
 from pose.evaluation.decode import (
     POST_PROCESSES,
@@ -21,28 +26,49 @@ from pose.evaluation.decode import (
     refine_dark,
     refine_quarter_offset,
 )
-from pose.evaluation.nms import oks_iou, oks_matrix, oks_nms, rescore, score_order, soft_oks_nms
+from pose.evaluation.nms import (
+    batched_oks_nms,
+    batched_soft_oks_nms,
+    grouped_score_order,
+    oks_iou,
+    oks_matrix,
+    oks_nms,
+    rescore,
+    score_order,
+    soft_oks_nms,
+)
+from pose.evaluation.pckh import OFFICIAL_MEAN_AT_01, PCKH_NAMES, pckh, pckh_per_joint
 
 __all__ = [
     "METRIC_NAMES",
+    "OFFICIAL_MEAN_AT_01",
+    "PCKH_NAMES",
     "POST_PROCESSES",
-    "KeypointEvalResult",
+    "CocoKeypointGroundTruth",
+    "batched_oks_nms",
+    "batched_soft_oks_nms",
+    "coco_result_entries",
     "coco_results",
     "decode_heatmaps",
+    "evaluate_coco_keypoints",
+    "evaluate_coco_keypoints_tensors",
     "flip_back",
     "flip_test_average",
     "format_metrics_table",
     "gaussian_blur",
+    "grouped_score_order",
     "heatmap_maxima",
     "heatmap_to_image_coords",
+    "load_coco_keypoint_ground_truth",
     "oks_iou",
     "oks_matrix",
     "oks_nms",
-    "pycocotools_keypoint_eval",
-    "pycocotools_keypoint_stats",
+    "pckh",
+    "pckh_per_joint",
     "refine_dark",
     "refine_quarter_offset",
     "rescore",
+    "rescore_and_nms",
     "score_order",
     "soft_oks_nms",
 ]

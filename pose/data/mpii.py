@@ -1,0 +1,316 @@
+"""MPII Human Pose in the HRNet json layout, for top-down training and PCKh evaluation.
+
+Dataset layout (see data/README.md)::
+
+    <root>/annot/<split>.json      e.g. train.json, valid.json (a list of people)
+    <root>/annot/gt_<split>.mat    optional: the official evaluation's ground truth (gt_valid.mat)
+    <root>/images/<image>
+
+Each person is ``{"image", "center": [x, y], "scale": s, "joints": [[x, y]] * 16,
+"joints_vis": [0/1] * 16}`` in MPII's 1-based pixel coordinates (person height ~ ``s * 200``),
+plus, in the files ``scripts/convert_mpii.py`` writes, ``"head_box": [[x1, y1], [x2, y2]]``.
+As the official loader does, the centre moves down by ``15 * s``, the scale grows by 1.25 (the
+crop then holds the whole person) and coordinates become 0-based.
+
+PCKh needs head boxes: from ``gt_<split>.mat`` when present (the official evaluation's file; its
+joints and visibilities are then the ones evaluated), else from the json's ``head_box``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pose.data.coco import CocoKeypoints
+from pose.data.keypoints import MPII_KEYPOINTS, KeypointSpec
+from pose.data.transforms import PIXEL_STD, AugmentationParams
+
+_LAYOUT_HELP = ("expected <root>/annot/<split>.json (HRNet's MPII json) with images in "
+                "<root>/images/ (see data/README.md)")
+# The official loader's centre shift (in units of the scale) and crop enlargement.
+CENTER_SHIFT = 15.0
+SCALE_FACTOR = 1.25
+NUM_JOINTS = 16
+
+
+@dataclass(frozen=True)
+class PckhGroundTruth:
+    """What PCKh compares predictions with, one row per person of the split."""
+
+    joints: np.ndarray  # [N, 16, 2] float64, 0-based pixels
+    visible: np.ndarray  # [N, 16] int64, 1 where annotated
+    head_boxes: np.ndarray  # [N, 2, 2] float64, two corners, 0-based pixels
+    source: str  # the file they were read from
+
+
+def mpii_record(annotation: dict[str, Any], where: str) -> dict[str, Any]:
+    """The official ``MPIIDataset._get_db`` record of one json person (0-based, shifted centre,
+    enlarged square scale)."""
+    try:
+        center = np.array(annotation["center"], dtype=np.float64)
+        scale_value = float(annotation["scale"])
+        joints = np.array(annotation["joints"], dtype=np.float64)
+        visible = np.array(annotation["joints_vis"], dtype=np.float64)
+        image = str(annotation["image"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{where} is not an MPII person ({{'image', 'center', 'scale', "
+                         f"'joints', 'joints_vis'}}): {error!r}") from error
+    if center.shape != (2,) or joints.shape != (NUM_JOINTS, 2) or visible.shape != (NUM_JOINTS,):
+        raise ValueError(f"{where} must have a 2-value center, 16 joints [x, y] and 16 "
+                         f"joints_vis, got shapes {center.shape}, {joints.shape}, "
+                         f"{visible.shape}")
+    scale = np.array([scale_value, scale_value])
+    if center[0] != -1:
+        center[1] = center[1] + CENTER_SHIFT * scale[1]
+        scale = scale * SCALE_FACTOR
+    center = center - 1
+    return {"image": image, "center": center, "scale": scale, "joints": joints - 1,
+            "visible": visible}
+
+
+def read_mpii_gt_mat(path: str | Path) -> PckhGroundTruth:
+    """The official evaluation's ground truth (``gt_valid.mat``: ``pos_gt_src`` 16x2xN 1-based,
+    ``jnt_missing`` 16xN, ``headboxes_src`` 2x2xN), 0-based."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        contents = loadmat(str(path))
+        joints = np.transpose(contents["pos_gt_src"], [2, 0, 1]).astype(np.float64) - 1
+        missing = np.transpose(contents["jnt_missing"], [1, 0])
+        head_boxes = np.transpose(contents["headboxes_src"], [2, 0, 1]).astype(np.float64) - 1
+    except (KeyError, ValueError, OSError) as error:
+        raise ValueError(f"{path} is not an MPII gt_*.mat file (pos_gt_src, jnt_missing, "
+                         f"headboxes_src): {error!r}") from error
+    return PckhGroundTruth(joints=joints, visible=(1 - missing.astype(np.int64)),
+                           head_boxes=head_boxes, source=str(path))
+
+
+class MpiiKeypoints(CocoKeypoints):
+    """MPII people (HRNet json layout), one item per annotated person; items as
+    :class:`pose.data.CocoKeypoints` gives them (crop, targets, augmentation).
+
+    Args:
+        root: dataset root (layout in the module docstring).
+        split: annotation file name without ``.json`` (``"train"``, ``"valid"``).
+        image_size, heatmap_size, sigma, train, augmentation, seed: as for ``CocoKeypoints``.
+        keypoints: the 16-joint MPII layout.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        image_size: Sequence[int] = (256, 256),
+        heatmap_size: Sequence[int] = (64, 64),
+        sigma: float = 2.0,
+        train: bool = False,
+        *,
+        keypoints: KeypointSpec = MPII_KEYPOINTS,
+        augmentation: AugmentationParams | None = None,
+        seed: int = 0,
+    ) -> None:
+        if keypoints.num_joints != NUM_JOINTS:
+            raise ValueError(f"MPII has 16 joints, the keypoint layout {keypoints.name!r} "
+                             f"{keypoints.num_joints}")
+        super().__init__(root, split, image_size, heatmap_size, sigma, train,
+                         keypoints=keypoints, augmentation=augmentation, seed=seed)
+
+    def _load_records(self, det_file: str | Path | None,
+                      det_score_threshold: float) -> list[dict[str, Any]]:
+        del det_score_threshold
+        if det_file is not None:
+            raise ValueError("MPII is evaluated on its annotated people (the official centres "
+                             "and scales); detection boxes are not supported")
+        self.det_file = None
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"MPII root {self.root} does not exist or is not a folder; "
+                                    f"{_LAYOUT_HELP}")
+        self.annotation_file = self.root / "annot" / f"{self.split}.json"
+        self.image_dir = self.root / "images"
+        if not self.annotation_file.is_file():
+            raise FileNotFoundError(f"MPII annotation file {self.annotation_file} not found; "
+                                    f"{_LAYOUT_HELP}")
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"MPII image folder {self.image_dir} not found; "
+                                    f"{_LAYOUT_HELP}")
+        with self.annotation_file.open() as handle:
+            annotations = json.load(handle)
+        if not isinstance(annotations, list):
+            raise ValueError(f"{self.annotation_file} must hold a JSON list of people, got "  # noqa: TRY004
+                             f"{type(annotations).__name__}")
+        self.annotations = annotations
+        self.image_names = sorted({str(entry.get("image")) for entry in annotations
+                                   if isinstance(entry, dict)})
+        image_ids = {name: index for index, name in enumerate(self.image_names)}
+        records = []
+        for position, annotation in enumerate(annotations):
+            if not isinstance(annotation, dict):
+                raise ValueError(f"{self.annotation_file}: entry {position} is not a dict")  # noqa: TRY004
+            record = mpii_record(annotation, f"{self.annotation_file}: entry {position}")
+            records.append({
+                "image_id": image_ids[record["image"]],
+                "image_path": self.image_dir / record["image"],
+                "center": record["center"], "scale": record["scale"],
+                "joints": record["joints"], "visible": record["visible"],
+                "score": 1.0, "area": float(np.prod(record["scale"] * PIXEL_STD)),
+            })
+        return records
+
+    def image_path(self, image_id: int) -> Path:
+        """Where the image with (our, 0-based) id ``image_id`` is read from."""
+        return self.image_dir / self.image_names[image_id]
+
+    def pckh_ground_truth(self) -> PckhGroundTruth:
+        """Joints, visibilities and head boxes for PCKh, in the order of the split's people.
+
+        From ``<root>/annot/gt_<split>.mat`` when it exists (the official evaluation's file),
+        else from the json (joints, joints_vis, head_box).
+
+        Raises:
+            ValueError: no head boxes (neither the .mat file nor ``head_box`` in the json), or
+                a .mat file whose person count differs from the json's.
+        """
+        mat_file = self.root / "annot" / f"gt_{self.split}.mat"
+        if mat_file.is_file():
+            ground_truth = read_mpii_gt_mat(mat_file)
+            if ground_truth.joints.shape[0] != len(self.records):
+                raise ValueError(f"{mat_file} holds {ground_truth.joints.shape[0]} people but "
+                                 f"{self.annotation_file} {len(self.records)}")
+            return ground_truth
+        missing = [position for position, annotation in enumerate(self.annotations)
+                   if "head_box" not in annotation]
+        if missing:
+            raise ValueError(
+                f"PCKh needs head boxes: {mat_file} does not exist and entry {missing[0]} of "
+                f"{self.annotation_file} has no 'head_box' (write the json with "
+                "scripts/convert_mpii.py, or put the official gt_valid.mat beside it)")
+        head_boxes = np.array([annotation["head_box"] for annotation in self.annotations],
+                              dtype=np.float64)
+        if head_boxes.shape != (len(self.records), 2, 2):
+            raise ValueError(f"{self.annotation_file}: 'head_box' must be [[x1, y1], [x2, y2]]")
+        return PckhGroundTruth(
+            joints=np.stack([record["joints"] for record in self.records]),
+            visible=np.stack([record["visible"] for record in self.records]).astype(np.int64),
+            head_boxes=head_boxes - 1, source=str(self.annotation_file))
+
+
+# ------------------------------------------------------------------------------------------------
+# The original MPII release
+
+
+def _struct_list(value: Any) -> list[Any]:
+    """loadmat(squeeze_me=True) gives one struct, an array of structs, or an empty array."""
+    if isinstance(value, np.ndarray):
+        return [item for item in value.reshape(-1) if not _is_empty(item)]
+    return [] if _is_empty(value) else [value]
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, np.ndarray) and value.size == 0)
+
+
+def _number(value: Any) -> float | None:
+    """A MATLAB scalar (possibly a 1-element array or string), or None when empty."""
+    if _is_empty(value):
+        return None
+    array = np.asarray(value).reshape(-1)
+    return float(array[0])
+
+
+def _release_person(rect: Any, image: str) -> dict[str, Any] | None:
+    """One ``annorect`` of the release as our json person, or None if it is not annotated
+    (no joints, no scale or no position)."""
+    scale = _number(getattr(rect, "scale", None))
+    objpos = getattr(rect, "objpos", None)
+    annopoints = getattr(rect, "annopoints", None)
+    if scale is None or _is_empty(objpos) or _is_empty(annopoints):
+        return None
+    points = _struct_list(getattr(annopoints, "point", None))
+    if not points:
+        return None
+    joints = [[-1.0, -1.0] for _ in range(NUM_JOINTS)]
+    visible = [0] * NUM_JOINTS
+    for point in points:
+        joint = _number(point.id)
+        if joint is None or not 0 <= joint < NUM_JOINTS:
+            continue
+        joints[int(joint)] = [_number(point.x), _number(point.y)]
+        visible[int(joint)] = 1  # annotated (MPII's is_visible says "not occluded")
+    corners = [_number(getattr(rect, name, None)) for name in ("x1", "y1", "x2", "y2")]
+    if any(value is None for value in corners):
+        return None
+    return {"image": image, "center": [_number(objpos.x), _number(objpos.y)], "scale": scale,
+            "joints": joints, "joints_vis": visible,
+            "head_box": [corners[:2], corners[2:]]}
+
+
+def convert_mpii_release(mat_file: str | Path, out_dir: str | Path, *,
+                         valid_images: Sequence[str] | None = None, valid_fraction: float = 0.1,
+                         seed: int = 0) -> dict[str, int]:
+    """Convert the MPII release (``mpii_human_pose_v1_u12_1.mat``) to our json layout.
+
+    Writes ``<out_dir>/annot/train.json`` and ``valid.json``: the annotated people of the
+    release's training images (``img_train`` 1; its test images carry no joints), with their
+    head boxes (``head_box``, for PCKh) and MPII's 1-based coordinates, as the HRNet json. The
+    validation people are those of ``valid_images`` (image names) or, without it, of a
+    ``valid_fraction`` of the training images drawn with ``seed``.
+
+    Returns:
+        Counts: ``train_people``, ``valid_people``, ``train_images``, ``valid_images``.
+
+    Raises:
+        FileNotFoundError: the .mat file does not exist.
+        FileExistsError: an output json exists already (nothing is overwritten).
+        ValueError: the file is not the MPII release.
+    """
+    from scipy.io import loadmat
+
+    mat_file, out_dir = Path(mat_file), Path(out_dir)
+    if not mat_file.is_file():
+        raise FileNotFoundError(f"MPII release file not found: {mat_file}")
+    outputs = [out_dir / "annot" / f"{split}.json" for split in ("train", "valid")]
+    for output in outputs:
+        if output.exists():
+            raise FileExistsError(f"{output} exists already; nothing was changed")
+    try:
+        release = loadmat(str(mat_file), struct_as_record=False, squeeze_me=True)["RELEASE"]
+        annolist = _struct_list(release.annolist)
+        is_train = np.asarray(release.img_train).reshape(-1)
+    except (KeyError, AttributeError, ValueError) as error:
+        raise ValueError(f"{mat_file} is not the MPII release (a RELEASE struct with annolist "
+                         f"and img_train): {error!r}") from error
+    if len(annolist) != len(is_train):
+        raise ValueError(f"{mat_file}: {len(annolist)} annolist entries but {len(is_train)} "
+                         "img_train flags")
+    people_by_image: dict[str, list[dict[str, Any]]] = {}
+    for entry, train_flag in zip(annolist, is_train):
+        if not train_flag:
+            continue
+        image = str(entry.image.name)
+        people = [person for rect in _struct_list(getattr(entry, "annorect", None))
+                  if (person := _release_person(rect, image)) is not None]
+        if people:
+            people_by_image.setdefault(image, []).extend(people)
+    images = sorted(people_by_image)
+    if valid_images is None:
+        generator = np.random.default_rng(seed)
+        count = round(valid_fraction * len(images))
+        chosen = {images[index] for index in generator.permutation(len(images))[:count]}
+    else:
+        chosen = set(valid_images) & set(images)
+    splits = {"train": [image for image in images if image not in chosen],
+              "valid": [image for image in images if image in chosen]}
+    (out_dir / "annot").mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split, output in zip(("train", "valid"), outputs):
+        people = [person for image in splits[split] for person in people_by_image[image]]
+        output.write_text(json.dumps(people))
+        counts[f"{split}_people"] = len(people)
+        counts[f"{split}_images"] = len(splits[split])
+    return counts
