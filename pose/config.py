@@ -45,6 +45,20 @@ class DataConfig:
     flip: bool = True
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8  # half-body only when more joints than this are labelled
+    # Colour jitter (not in the official recipes: 0 = off): with probability <kind>_prob the
+    # crop's brightness/contrast/saturation is multiplied by U(1 - value, 1 + value).
+    brightness: float = 0.0
+    brightness_prob: float = 0.5
+    contrast: float = 0.0
+    contrast_prob: float = 0.5
+    saturation: float = 0.0
+    saturation_prob: float = 0.5
+    # Training loader speed-ups (data/README.md). reduced_decoding: decode JPEGs at 1/2, 1/4 or
+    # 1/8 size when the crop is that much smaller than the person box (same crop up to
+    # interpolation, not bit-equal to the official one). device_augmentation: the loader only
+    # decodes; the crop, colour, normalisation and targets run batched on the training device.
+    reduced_decoding: bool = False
+    device_augmentation: bool = False
 
 
 @dataclass
@@ -139,6 +153,9 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
             scale_factor=data.scale_factor, rotation_factor=data.rotation_factor,
             rotation_prob=data.rotation_prob, flip=data.flip,
             half_body_prob=data.half_body_prob, half_body_min_joints=data.half_body_min_joints,
+            brightness=data.brightness, brightness_prob=data.brightness_prob,
+            contrast=data.contrast, contrast_prob=data.contrast_prob,
+            saturation=data.saturation, saturation_prob=data.saturation_prob,
         )
     return CocoKeypoints(
         root=data.root, split=data.train_split if train else data.val_split,
@@ -146,6 +163,9 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         sigma=data.sigma, train=train, det_file=det_file,
         keypoints=keypoint_spec(data), augmentation=augmentation,
         det_score_threshold=det_score_threshold, seed=seed,
+        # Evaluation crops stay exact to the official ones.
+        reduced_decoding=train and data.reduced_decoding,
+        device_augmentation=train and data.device_augmentation,
     )
 
 

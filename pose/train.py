@@ -15,7 +15,6 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from pose.config import (
     build_dataset,
@@ -27,7 +26,7 @@ from pose.config import (
     run_reporting_errors,
     to_plain,
 )
-from pose.data import collate_skip_none
+from pose.data import build_loader
 from pose.engine.inference import evaluate_coco, predict, write_evaluation
 from pose.engine.logger import setup_logging
 from pose.engine.trainer import (
@@ -60,15 +59,12 @@ def train(cfg: DictConfig) -> None:
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
-    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
-                      "persistent_workers": cfg.data.num_workers > 0}
-    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True,
-                              drop_last=len(train_set) > cfg.train.batch_size,
-                              collate_fn=collate_skip_none,
-                              generator=torch.Generator().manual_seed(cfg.seed), **loader_options)
-    val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
-                            **loader_options)
+    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda"}
+    train_loader = build_loader(train_set, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+                                drop_last=len(train_set) > cfg.train.batch_size, **loader_options)
+    val_loader = build_loader(val_set, cfg.eval.batch_size, **loader_options)
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
+    logger.info("annotations not used for training: %s", train_set.skipped_annotations)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints).to(device)
     if cfg.model.pretrained:
@@ -100,7 +96,7 @@ def train(cfg: DictConfig) -> None:
                 epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, evaluate=evaluate,
                 config=to_plain(cfg), eval_interval=cfg.train.eval_interval,
                 log_interval=cfg.train.log_interval,
-                autocast=autocast)
+                autocast=autocast, batch_transform=train_set.batch_transform())
     logger.info("done after %d steps: best AP %.4f; checkpoints and TensorBoard logs in %s",
                 state.step, state.best_ap, run_dir)
 

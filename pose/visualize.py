@@ -1,8 +1,10 @@
-"""Pictures of predictions: skeletons drawn on images, tiled into one JPEG."""
+"""Pictures of predictions (skeletons drawn on images, tiled into one JPEG) and of training
+samples (augmented crops with their skeletons and target heatmaps)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,9 +58,38 @@ def save_prediction_grid(dataset: ImageSource, results: list[dict[str, Any]], ou
         tiles.append(tile)
     if not tiles:
         tiles = [np.zeros((tile_size, tile_size, 3), np.uint8)]
-    columns = min(4, len(tiles))
-    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
-    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
     out_path = Path(out_path)
-    cv2.imwrite(str(out_path), np.vstack(rows))
+    cv2.imwrite(str(out_path), tile_grid(tiles, columns=4))
     return out_path
+
+
+def tile_grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
+    """Tiles of one size [h, w, 3] in rows of ``columns`` (the last row padded with black)."""
+    columns = max(1, min(columns, len(tiles)))
+    tiles = tiles + [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+
+
+def training_sample_tiles(image: np.ndarray, joints: np.ndarray, target: np.ndarray,
+                          target_weight: np.ndarray, skeleton: tuple[tuple[int, int], ...],
+                          mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """What the model sees for one training sample: [h, 2w, 3] BGR uint8, the crop with the
+    skeleton of its weighted joints (left), and with the target heatmaps overlaid (right).
+
+    Args:
+        image: the network input, float32 [3, h, w] RGB normalised with ``mean`` and ``std``.
+        joints: [K, 2+] joint positions in crop pixels.
+        target: [K, hh, hw] heatmaps; target_weight: [K] loss weights (0: not trained on).
+    """
+    rgb = (image.transpose(1, 2, 0) * np.asarray(std) + np.asarray(mean)) * 255
+    crop = np.ascontiguousarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8)[:, :, ::-1])
+    with_skeleton = crop.copy()
+    keypoints = np.concatenate([joints[:, :2], target_weight[:, None]], axis=1)
+    draw_pose(with_skeleton, keypoints, skeleton, score_threshold=0.5)
+    heat = target.max(axis=0) if len(target) else np.zeros(target.shape[1:], np.float32)
+    heat = cv2.resize(heat, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colours = cv2.applyColorMap(np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8),
+                                cv2.COLORMAP_JET)
+    alpha = np.clip(heat, 0, 1)[:, :, None] * 0.7
+    with_heatmaps = np.round(crop * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return np.hstack([with_skeleton, with_heatmaps])

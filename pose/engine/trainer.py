@@ -108,6 +108,15 @@ def build_optimizer(parameters, name: str, lr: float, weight_decay: float = 0.0,
     raise ValueError(f"train.optimizer={name!r} is not known: expected 'adam' or 'sgd'")
 
 
+def log_loading_counts(dataset: Any) -> None:
+    """Log what the data loader met so far (missing or corrupt images, EXIF rotations ignored,
+    size mismatches: ``CocoKeypoints.loading_counts()``), if anything."""
+    counts = dataset.loading_counts() if hasattr(dataset, "loading_counts") else {}
+    if any(counts.values()):
+        get_logger().warning("data loading so far (item loads): %s", ", ".join(
+            f"{name} {count}" for name, count in counts.items() if count))
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -141,13 +150,17 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     writer: ScalarWriter, *, max_steps: int | None = None,
                     log_interval: int = 20,
                     autocast: torch.dtype | None = None,
-                    lr_factor: Callable[[int], float] | None = None) -> tuple[float, float]:
+                    lr_factor: Callable[[int], float] | None = None,
+                    batch_transform: Callable[[dict], dict] | None = None,
+                    ) -> tuple[float, float]:
     """One pass over ``loader`` (or until ``max_steps``); returns (mean loss, samples/s).
 
     ``autocast``: run the forward pass under autocast to this dtype (None: float32 throughout);
     the loss is computed in float32 on the upcast heatmaps.
     ``lr_factor``: maps the 0-based optimizer step to a factor on the param groups' LR for that
     step only (the warmup, :meth:`WarmupMultiStepLR.warmup_factor`); None: 1.
+    ``batch_transform``: applied to each batch once its tensors are on ``device``, before the
+    forward pass (the device-side augmentation, ``CocoKeypoints.batch_transform()``).
     """
     model.train()
     total_loss, total_samples = 0.0, 0
@@ -157,8 +170,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         if max_steps is not None and state.step >= max_steps:
             break
         state.skipped_samples += int(batch.get("num_skipped", 0))
-        if "image" not in batch:  # every image of this batch was unreadable
+        if "index" not in batch:  # every image of this batch was unreadable
             continue
+        if batch_transform is not None:
+            batch = batch_transform({
+                key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+                for key, value in batch.items()})
         images = batch["image"].to(device, non_blocking=True)
         targets = batch["target"].to(device, non_blocking=True)
         target_weights = batch["target_weight"].to(device, non_blocking=True)
@@ -193,7 +210,8 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
         device: torch.device, run_dir: str | Path, *, epochs: int,
         evaluate: Callable[[nn.Module], dict[str, float]], config: dict[str, Any],
         max_steps: int | None = None, eval_interval: int = 1, log_interval: int = 20,
-        autocast: torch.dtype | None = None) -> TrainState:
+        autocast: torch.dtype | None = None,
+        batch_transform: Callable[[dict], dict] | None = None) -> TrainState:
     """Train for ``epochs`` (or ``max_steps``), evaluating every ``eval_interval`` epochs and
     after the last; writes ``last.pt``, ``best.pt`` and TensorBoard scalars to ``run_dir``.
     ``autocast`` is the training forward pass's dtype (see :func:`train_one_epoch`); evaluation
@@ -212,11 +230,12 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
             mean_loss, samples_per_second = train_one_epoch(
                 model, train_loader, loss_fn, optimizer, device, state, writer,
                 max_steps=max_steps, log_interval=log_interval, autocast=autocast,
-                lr_factor=warmup)
+                lr_factor=warmup, batch_transform=batch_transform)
             scheduler.step()
             logger.info("epoch %d: loss %.4e, lr %.2e, %d steps, %.1f samples/s", epoch,
                         mean_loss, optimizer.param_groups[0]["lr"], state.step, samples_per_second)
             writer.scalars({"train/epoch_loss": mean_loss}, state.step)
+            log_loading_counts(train_loader.dataset)
             finished = epoch == epochs - 1 or (max_steps is not None and state.step >= max_steps)
             improved = False
             if finished or (epoch + 1) % eval_interval == 0:
