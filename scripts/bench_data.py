@@ -16,7 +16,10 @@ Loaders compared, each in a fresh process on the same generated images:
   it too).
 
 The images are COCO-like: 640x480 JPEGs from ``pose.data.synthetic`` with 1 to 4 people of
-40 to 510 pixels' height. Prints one JSON object.
+40 to 510 pixels' height (smoother than photos, so they decode faster than COCO's). Each
+configuration runs ``--repeats`` times, interleaved, and its best run counts; "per core" is
+samples per CPU-second of the main process and its workers together (OpenCV's and torch's
+thread pools included). Prints one JSON object.
 
     python scripts/bench_data.py                          # everything (a few minutes)
     python scripts/bench_data.py --sizes 256x192 --workers 0 --batches 5
@@ -268,12 +271,13 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None,
                         help="a generated dataset to reuse (default: a new one in a temp folder)")
-    parser.add_argument("--images", type=int, default=300, help="train images to generate")
+    parser.add_argument("--images", type=int, default=500, help="train images to generate")
     parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--workers", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--loaders", nargs="*", default=list(LOADERS), choices=LOADERS)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per run")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration (best)")
     parser.add_argument("--device", default="cpu", help="cuda: also time the device-side step")
     parser.add_argument("--one", nargs=3, metavar=("LOADER", "SIZE", "WORKERS"),
                         help=argparse.SUPPRESS)
@@ -290,22 +294,31 @@ def main() -> int:
             data = Path(scratch) / "coco"
             generate_coco_dataset(data, num_train_images=args.images, num_val_images=1, seed=0,
                                   image_size=(640, 480))
-        runs = []
-        for size in args.sizes:
-            for workers in args.workers:
-                for loader in args.loaders:
-                    command = [sys.executable, __file__, "--data", str(data), "--batch-size",
-                               str(args.batch_size), "--batches", str(args.batches), "--device",
-                               args.device, "--one", loader, size, str(workers)]
-                    result = subprocess.run(command, capture_output=True, text=True, check=False)
-                    if result.returncode != 0:
-                        print(result.stderr, file=sys.stderr)
-                        return 1
-                    measured = json.loads(result.stdout.strip().splitlines()[-1])
-                    runs.append({"size": size, "workers": workers, "loader": loader,
-                                 "samples_per_s": measured["samples"] / measured["wall_s"],
-                                 "samples_per_cpu_s": measured["samples"] / measured["cpu_s"],
-                                 **measured})
+        # Each configuration runs --repeats times, interleaved with the others so that load
+        # from other work on the machine spreads over all of them; the best run counts.
+        best: dict[tuple[str, int, str], dict[str, Any]] = {}
+        for _ in range(args.repeats):
+            for size in args.sizes:
+                for workers in args.workers:
+                    for loader in args.loaders:
+                        command = [sys.executable, __file__, "--data", str(data),
+                                   "--batch-size", str(args.batch_size), "--batches",
+                                   str(args.batches), "--device", args.device,
+                                   "--one", loader, size, str(workers)]
+                        result = subprocess.run(command, capture_output=True, text=True,
+                                                check=False)
+                        if result.returncode != 0:
+                            print(result.stderr, file=sys.stderr)
+                            return 1
+                        measured = json.loads(result.stdout.strip().splitlines()[-1])
+                        run = best.setdefault((size, workers, loader), {
+                            "size": size, "workers": workers, "loader": loader,
+                            "samples_per_s": 0.0, "samples_per_cpu_s": 0.0})
+                        run["samples_per_s"] = max(run["samples_per_s"],
+                                                   measured["samples"] / measured["wall_s"])
+                        run["samples_per_cpu_s"] = max(run["samples_per_cpu_s"],
+                                                       measured["samples"] / measured["cpu_s"])
+        runs = list(best.values())
         summary = {}
         for size in args.sizes:
             for workers in args.workers:
@@ -323,6 +336,8 @@ def main() -> int:
         report = {
             "images": "640x480 synthetic JPEGs (pose.data.synthetic), quality 92",
             "batch_size": args.batch_size,
+            "timed_samples_per_run": args.batches * args.batch_size,
+            "repeats": args.repeats,
             "cpu_count": os.cpu_count(),
             "reduced_decoding_share": {size: reduced_share(data, size) for size in args.sizes},
             "runs": [{key: (round(value, 3) if isinstance(value, float) else value)

@@ -4,6 +4,8 @@ targets bit-equal, and training steps run through the trainer's batch_transform 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 
 from pose.data import AugmentationParams, CocoKeypoints, DeviceAugmentation, collate_skip_none
 from pose.data.device import warp_images
+from pose.data.synthetic import generate_coco_dataset
 from pose.data.targets import heatmap_targets
 from pose.engine.logger import ScalarWriter
 from pose.engine.trainer import TrainState, train_one_epoch
@@ -100,7 +103,7 @@ def test_device_augmentation_names_what_is_missing(root):
 def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     """A few hrnet_w8_tiny steps with the device-side step on; the first loss equals the one
     of the CPU pipeline for the same batch and weights."""
-    size = {"image_size": (96, 128), "heatmap_size": (24, 32), "sigma": 1.0}
+    size = {"image_size": (64, 96), "heatmap_size": (16, 24), "sigma": 1.0}
     device_set = CocoKeypoints(root, SPLIT, train=True, device_augmentation=True, **size)
     cpu_set = CocoKeypoints(root, SPLIT, train=True, **size)
     loader = torch.utils.data.DataLoader(device_set, batch_size=4, collate_fn=collate_skip_none)
@@ -127,12 +130,12 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     writer = ScalarWriter(tmp_path)
     try:
         mean_loss, _ = train_one_epoch(model, loader, loss_fn, optimizer, torch.device("cpu"),
-                                       state, writer, max_steps=3,
+                                       state, writer, max_steps=2,
                                        batch_transform=recording_transform)
     finally:
         writer.close()
-    assert state.step == 3 and len(seen) == 3 and np.isfinite(mean_loss)
-    assert seen[0]["image"].shape == (4, 3, 128, 96) and seen[0]["target"].shape == (4, 17, 32, 24)
+    assert state.step == 2 and len(seen) == 2 and np.isfinite(mean_loss)
+    assert seen[0]["image"].shape == (4, 3, 96, 64) and seen[0]["target"].shape == (4, 17, 24, 16)
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     # The first batch's loss (same initial weights, train mode) equals the CPU path's up to
     # the interpolation differences of the crops.
@@ -141,3 +144,24 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     device_loss = loss_fn(fresh(seen[0]["image"]), seen[0]["target"],
                           seen[0]["target_weight"]).item()
     assert device_loss == pytest.approx(expected_loss, rel=1e-3)
+
+
+def test_pose_train_with_device_augmentation(tmp_path):
+    """End to end through pose.train: hrnet_w8_tiny, the device-side step on (with reduced
+    decoding and colour jitter), one loader worker, two steps, then the evaluation."""
+    root = tmp_path / "coco"
+    generate_coco_dataset(root, num_train_images=6, num_val_images=2, seed=5,
+                          image_size=(192, 192))
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pose.train", "experiment=demo", "model=hrnet_w8_tiny",
+         f"data.root={root}", "data.device_augmentation=true", "data.reduced_decoding=true",
+         "data.brightness=0.3", "data.num_workers=1", "train.max_steps=2", "train.batch_size=4",
+         "train.precision=fp32", "device=cpu", "eval.flip_test=false",
+         f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["step"] == 2 and checkpoint["config"]["data"]["device_augmentation"]
+    assert (run_dir / "metrics.json").is_file()
+    assert "annotations not used for training" in result.stderr

@@ -480,11 +480,13 @@ class CocoKeypoints(Dataset):
         try:
             data = path.read_bytes()
         except OSError:
-            return self._unusable(path, "missing_image", "missing or unreadable")
+            return self._unusable(path, "missing_image",
+                                  f"cannot read image {path} (missing or unreadable)")
         flags = _REDUCED_READ_FLAGS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
         if image is None:
-            return self._unusable(path, "corrupt_image", "corrupt or not an image")
+            return self._unusable(path, "corrupt_image",
+                                  f"cannot read image {path} (corrupt or not an image)")
         # COCO's annotations refer to the pixels as stored: an EXIF rotation is ignored, and
         # counted so that a dataset of rotated photos gets noticed.
         if jpeg_exif_orientation(data) != 1:
@@ -499,16 +501,17 @@ class CocoKeypoints(Dataset):
             if self.device_augmentation and (
                 image.shape[1] > self.canvas_size[0] or image.shape[0] > self.canvas_size[1]
             ):
-                return self._unusable(path, None, f"{size_note}, larger than the batch canvas")
+                return self._unusable(
+                    path, None, f"cannot use image {path} ({size_note}, larger than the batch "
+                    "canvas)")
             self._warn_once(path, f"image {path}: {size_note}; its joints may be misplaced")
         return image
 
-    def _unusable(self, path: Path, event: str | None, reason: str) -> None:
+    def _unusable(self, path: Path, event: str | None, message: str) -> None:
         """An image that cannot be used: count ``event``, then raise :class:`ImageReadError` in
         evaluation, or warn once per image and return None (the item is skipped) in training."""
         if event is not None:
             self._count(event)
-        message = f"cannot use image {path} ({reason})"
         if not self.train:
             raise ImageReadError(message)
         self._warn_once(path, f"{message}; skipping its samples")
@@ -574,8 +577,11 @@ class CocoKeypoints(Dataset):
             source_matrix = compose_affine(source_matrix, reduced_to_full_matrix(reduction))
 
         if self.device_augmentation:
-            canvas = np.zeros((self.canvas_size[1], self.canvas_size[0], 3), dtype=np.uint8)
-            canvas[:image.shape[0], :image.shape[1]] = image
+            height, width = image.shape[:2]
+            canvas = np.empty((self.canvas_size[1], self.canvas_size[0], 3), dtype=np.uint8)
+            canvas[:height, :width] = image
+            canvas[height:] = 0  # zero only the padding: it is the crop's border (P12)
+            canvas[:height, width:] = 0
             item.update({
                 "source_image": torch.from_numpy(canvas),
                 "crop_matrix": torch.from_numpy(source_matrix),

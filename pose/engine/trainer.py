@@ -170,7 +170,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         if max_steps is not None and state.step >= max_steps:
             break
         state.skipped_samples += int(batch.get("num_skipped", 0))
-        if "index" not in batch:  # every image of this batch was unreadable
+        if batch.keys() <= {"num_skipped"}:  # every image of this batch was unreadable
             continue
         if batch_transform is not None:
             batch = batch_transform({
