@@ -7,7 +7,7 @@ only places that read a config: everything they build takes plain arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -149,14 +149,9 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         raise ValueError(f"data.dataset={data.dataset!r}: only 'coco' is available so far")
     augmentation = None
     if train:
+        # Every augmentation setting is a data.* key of the same name.
         augmentation = AugmentationParams(
-            scale_factor=data.scale_factor, rotation_factor=data.rotation_factor,
-            rotation_prob=data.rotation_prob, flip=data.flip,
-            half_body_prob=data.half_body_prob, half_body_min_joints=data.half_body_min_joints,
-            brightness=data.brightness, brightness_prob=data.brightness_prob,
-            contrast=data.contrast, contrast_prob=data.contrast_prob,
-            saturation=data.saturation, saturation_prob=data.saturation_prob,
-        )
+            **{setting.name: getattr(data, setting.name) for setting in fields(AugmentationParams)})
     return CocoKeypoints(
         root=data.root, split=data.train_split if train else data.val_split,
         image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),

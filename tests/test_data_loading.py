@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from pose.data import (
     collate_skip_none,
 )
 from pose.data.coco import jpeg_exif_orientation
+from pose.data.loading import keep_freed_memory_for_reuse
 from pose.data.transforms import (
     compose_affine,
     decode_reduction,
@@ -380,6 +382,11 @@ def test_config_keys_reach_the_datasets(coco_sample_dir, tmp_path):
     evaluation = build_val_dataset(cfg)  # evaluation crops stay exact and on the CPU
     assert not evaluation.reduced_decoding and not evaluation.device_augmentation
     assert evaluation.batch_transform() is None
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_accepts_the_memory_reuse_settings():
+    assert keep_freed_memory_for_reuse()
 
 
 def test_init_worker_does_not_deadlock_a_forked_worker():

@@ -242,7 +242,7 @@ class CocoKeypoints(Dataset):
         seed: augmentation seed; a sample's draws depend only on (seed, epoch, index).
         reduced_decoding: decode a JPEG at 1/2, 1/4 or 1/8 size (libjpeg DCT scaling) when the
             crop has at least that many image pixels per crop pixel, with the crop matrix adjusted
-            (:func:`pose.data.transforms.decode_reduction`). Much faster for large people; the
+            (:func:`pose.data.transforms.decode_reduction`). Faster for large people; the
             crop equals the full-resolution one up to interpolation, not bit for bit (off by
             default, and off for the exactness tests).
         device_augmentation: return the decoded image and its crop matrix instead of the crop

@@ -1,5 +1,6 @@
-"""DataLoaders for the pose datasets: one OpenCV thread per worker, persistent workers, pinned
-memory, and the collate function that drops unreadable training images."""
+"""DataLoaders for the pose datasets: one OpenCV thread per worker, freed memory reused,
+persistent workers, pinned memory, and the collate function that drops unreadable training
+images."""
 
 from __future__ import annotations
 
