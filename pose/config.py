@@ -7,7 +7,7 @@ only places that read a config: everything they build takes plain arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -45,6 +45,20 @@ class DataConfig:
     flip: bool = True
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8  # half-body only when more joints than this are labelled
+    # Colour jitter (not in the official recipes: 0 = off): with probability <kind>_prob the
+    # crop's brightness/contrast/saturation is multiplied by U(1 - value, 1 + value).
+    brightness: float = 0.0
+    brightness_prob: float = 0.5
+    contrast: float = 0.0
+    contrast_prob: float = 0.5
+    saturation: float = 0.0
+    saturation_prob: float = 0.5
+    # Training loader speed-ups (data/README.md). reduced_decoding: decode JPEGs at 1/2, 1/4 or
+    # 1/8 size when the crop is that much smaller than the person box (same crop up to
+    # interpolation, not bit-equal to the official one). device_augmentation: the loader only
+    # decodes; the crop, colour, normalisation and targets run batched on the training device.
+    reduced_decoding: bool = False
+    device_augmentation: bool = False
 
 
 @dataclass
@@ -156,27 +170,28 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
                          "'mpii'")
     augmentation = None
     if train:
+        # Every augmentation setting is a data.* key of the same name.
         augmentation = AugmentationParams(
-            scale_factor=data.scale_factor, rotation_factor=data.rotation_factor,
-            rotation_prob=data.rotation_prob, flip=data.flip,
-            half_body_prob=data.half_body_prob, half_body_min_joints=data.half_body_min_joints,
-        )
+            **{setting.name: getattr(data, setting.name) for setting in fields(AugmentationParams)})
+    split = data.train_split if train else data.val_split
+    # Evaluation crops stay exact to the official ones.
+    loading = {"reduced_decoding": train and data.reduced_decoding,
+               "device_augmentation": train and data.device_augmentation}
     if data.dataset == "mpii":
         if det_file is not None:
             raise ValueError("data.dataset=mpii is evaluated on its annotated people: set "
                              "eval.use_gt_boxes=true (detection boxes are for COCO)")
         return MpiiKeypoints(
-            root=data.root, split=data.train_split if train else data.val_split,
+            root=data.root, split=split,
             image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
             sigma=data.sigma, train=train, keypoints=keypoint_spec(data),
-            augmentation=augmentation, seed=seed)
+            augmentation=augmentation, seed=seed, **loading)
     return CocoKeypoints(
-        root=data.root, split=data.train_split if train else data.val_split,
+        root=data.root, split=split,
         image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
         sigma=data.sigma, train=train, det_file=det_file,
         keypoints=keypoint_spec(data), augmentation=augmentation,
-        det_score_threshold=det_score_threshold, seed=seed,
-    )
+        det_score_threshold=det_score_threshold, seed=seed, **loading)
 
 
 def check_eval_config(eval_cfg: EvalConfig | DictConfig) -> None:

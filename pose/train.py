@@ -16,7 +16,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from pose.config import (
     build_dataset,
@@ -28,7 +28,7 @@ from pose.config import (
     run_reporting_errors,
     to_plain,
 )
-from pose.data import collate_skip_none
+from pose.data import build_loader
 from pose.data.coco import IMAGENET_MEAN, IMAGENET_STD
 from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import (
@@ -112,21 +112,19 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
-    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
-                      "persistent_workers": cfg.data.num_workers > 0}
+    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda"}
     sampler = ResumableSampler(train_set, num_replicas=context.world_size, rank=context.rank,
                                seed=cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler,
-                              drop_last=len(sampler) > cfg.train.batch_size,
-                              collate_fn=collate_skip_none,
-                              generator=torch.Generator().manual_seed(cfg.seed), **loader_options)
+    train_loader = build_loader(train_set, cfg.train.batch_size, sampler=sampler, seed=cfg.seed,
+                                drop_last=len(sampler) > cfg.train.batch_size, **loader_options)
     # Under DDP each rank predicts a share of the val set (padded to equal shares; the
     # gathering drops the repeats).
     val_sampler = (DistributedSampler(val_set, context.world_size, context.rank, shuffle=False)
                    if context.enabled else None)
-    val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, sampler=val_sampler,
-                            **loader_options)
+    val_loader = build_loader(val_set, cfg.eval.batch_size, sampler=val_sampler,
+                              **loader_options)
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
+    logger.info("annotations not used for training: %s", train_set.skipped_annotations)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
     if cfg.model.pretrained and resume_path is None:
@@ -187,7 +185,8 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
                 clip_grad_norm=cfg.train.clip_grad_norm, ema=ema,
                 checkpoint_interval=cfg.train.checkpoint_interval,
                 best_metric=PRIMARY_METRICS[cfg.data.dataset], resume=resume,
-                log_images=log_images, context=context)
+                log_images=log_images, context=context,
+                batch_transform=train_set.batch_transform())
     logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
                 state.step, PRIMARY_METRICS[cfg.data.dataset], state.best_metric, run_dir)
 

@@ -1,8 +1,10 @@
-"""Pictures of predictions: skeletons drawn on images, tiled into one JPEG."""
+"""Pictures of predictions (skeletons drawn on images, tiled into one JPEG) and of training
+samples (augmented crops with their skeletons and target heatmaps)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,23 +58,22 @@ def save_prediction_grid(dataset: ImageSource, results: list[dict[str, Any]], ou
         tiles.append(tile)
     if not tiles:
         tiles = [np.zeros((tile_size, tile_size, 3), np.uint8)]
-    columns = min(4, len(tiles))
-    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
-    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
     out_path = Path(out_path)
-    cv2.imwrite(str(out_path), np.vstack(rows))
+    cv2.imwrite(str(out_path), tile_grid(tiles, columns=4))
     return out_path
 
 
-def heatmap_overlay(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``image`` (RGB uint8 [H, W, 3]) blended with the per-pixel maximum over joints of
-    ``heatmaps`` ([K, h, w], any size: resized to the image), in OpenCV's JET colours."""
+def heatmap_overlay(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """``image`` (RGB uint8 [H, W, 3]) with the per-pixel maximum over joints of ``heatmaps``
+    ([K, h, w], any size: resized to the image) in OpenCV's JET colours, blended in proportion
+    to the heat (``alpha`` where it is 1), so the picture stays visible where there is none."""
     peak = np.clip(heatmaps.max(axis=0), 0.0, 1.0)
     peak = cv2.resize(peak.astype(np.float32), (image.shape[1], image.shape[0]),
                       interpolation=cv2.INTER_LINEAR)
     colours = cv2.applyColorMap(np.round(peak * 255).astype(np.uint8), cv2.COLORMAP_JET)
     colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
+    weight = alpha * peak[:, :, None]
+    return np.round(image * (1 - weight) + colours * weight).astype(np.uint8)
 
 
 def draw_crop_comparison(image: np.ndarray, predicted: np.ndarray, ground_truth: np.ndarray,
@@ -85,3 +86,38 @@ def draw_crop_comparison(image: np.ndarray, predicted: np.ndarray, ground_truth:
     draw_pose(canvas, ground_truth, skeleton, score_threshold=0.0, colour=(0, 255, 0))
     draw_pose(canvas, predicted, skeleton, score_threshold=score_threshold, colour=(255, 0, 0))
     return canvas
+
+
+def tile_grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
+    """Tiles of one size [h, w, 3] in rows of ``columns`` (the last row padded with black)."""
+    columns = max(1, min(columns, len(tiles)))
+    tiles = tiles + [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+
+
+def denormalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Network inputs back to pictures: float [..., 3, h, w] RGB normalised with ``mean`` and
+    ``std`` (``(rgb / 255 - mean) / std``) -> uint8 [..., h, w, 3] RGB."""
+    rgb = np.moveaxis(np.asarray(images, dtype=np.float32), -3, -1)
+    rgb = (rgb * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def training_sample_tiles(image: np.ndarray, joints: np.ndarray, target: np.ndarray,
+                          target_weight: np.ndarray, skeleton: tuple[tuple[int, int], ...],
+                          mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """What the model sees for one training sample: [h, 2w, 3] BGR uint8, the crop with the
+    skeleton of its weighted joints (left), and with the target heatmaps overlaid (right).
+
+    Args:
+        image: the network input, float32 [3, h, w] RGB normalised with ``mean`` and ``std``.
+        joints: [K, 2+] joint positions in crop pixels.
+        target: [K, hh, hw] heatmaps; target_weight: [K] loss weights (0: not trained on).
+    """
+    crop = np.ascontiguousarray(denormalize(image, mean, std)[:, :, ::-1])  # BGR, as drawn
+    with_skeleton = crop.copy()
+    keypoints = np.concatenate([joints[:, :2], target_weight[:, None]], axis=1)
+    draw_pose(with_skeleton, keypoints, skeleton, score_threshold=0.5)
+    heatmaps = target if len(target) else np.zeros((1, *target.shape[1:]), np.float32)
+    with_heatmaps = heatmap_overlay(crop[:, :, ::-1], heatmaps)[:, :, ::-1]
+    return np.hstack([with_skeleton, with_heatmaps])

@@ -162,8 +162,9 @@ def test_val_items_equal_official(reference_dir, val_dataset, coco_sample_dir):
 def test_train_items_replay_official_draws(reference_dir, sample_root):
     official = np.load(reference_dir / "coco" / "mmpose4_getitem_train.npz")
     samples = load_json(reference_dir / "coco" / "mmpose4_getitem_train_meta.json")
+    # Bit-exact crops need the full-resolution decode (reduced_decoding is off by default).
     dataset = CocoKeypoints(
-        sample_root, SPLIT, train=True,
+        sample_root, SPLIT, train=True, reduced_decoding=False,
         augmentation=AugmentationParams(scale_factor=0.35, rotation_factor=45, half_body_prob=0.3),
     )
     kinds = set()

@@ -75,6 +75,9 @@ def test_presets_carry_official_recipe(experiment):
     assert (cfg.data.scale_factor, cfg.data.rotation_factor,
             cfg.data.half_body_prob) == recipe.augmentation
     assert (cfg.data.rotation_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.6, 8, True)
+    # The official recipes have no colour jitter, and train on exact full-resolution crops.
+    assert cfg.data.brightness == cfg.data.contrast == cfg.data.saturation == 0
+    assert not cfg.data.reduced_decoding and not cfg.data.device_augmentation
     assert cfg.train.optimizer == "adam" and cfg.train.weight_decay == 0
     assert cfg.train.lr == recipe.lr
     assert (cfg.train.warmup_iters, cfg.train.warmup_ratio) == (recipe.warmup_iters, 0.001)

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 
 from pose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS
 from pose.data.transforms import (
     AugmentationParams,
+    adjust_colour,
     affine_transform_points,
     box_to_center_scale,
+    compose_affine,
     crop_image,
+    decode_reduction,
     draw_augmentation,
     flip_center_x,
     flip_joints,
     get_affine_transform,
     half_body_center_scale,
+    horizontal_flip_matrix,
+    normalise,
+    normalise_bgr,
+    reduced_to_full_matrix,
 )
 
 UPPER, LOWER = COCO_KEYPOINTS.upper_body_ids, COCO_KEYPOINTS.lower_body_ids
@@ -351,3 +360,130 @@ def test_augmentation_params_validation():
         AugmentationParams(scale_factor=1.5)
     with pytest.raises(ValueError, match="rotation_prob"):
         AugmentationParams(rotation_prob=2)
+
+
+def clipped_normal_cdf(values: np.ndarray, mean: float, std: float, low: float, high: float):
+    """CDF of clip(N(mean, std^2), low, high) at ``values``."""
+    normal = np.array([0.5 * (1 + math.erf((v - mean) / (std * math.sqrt(2)))) for v in values])
+    return np.where(values < low, 0.0, np.where(values >= high, 1.0, normal))
+
+
+def ks_distance(samples: np.ndarray, cdf) -> float:
+    """Kolmogorov-Smirnov distance sup |F_n - F| between ``samples`` and a CDF with atoms:
+    compared at every sample point and just left of it."""
+    points = np.sort(samples)
+    count = len(points)
+    right = np.abs(np.searchsorted(points, points, side="right") / count - cdf(points))
+    left = np.abs(np.searchsorted(points, points, side="left") / count - cdf(points - 1e-9))
+    return float(max(right.max(), left.max()))
+
+
+def test_scale_and_rotation_follow_the_official_clipped_normals():
+    rng = np.random.default_rng(2024)
+    params = AugmentationParams(scale_factor=0.35, rotation_factor=45, half_body_prob=0.0)
+    joints, center, scale = np.zeros((17, 2)), np.float32([50, 60]), np.float32([1.0, 4 / 3])
+    count = 3000
+    draws = [draw_augmentation(joints, np.ones(17), center, scale, params, UPPER, LOWER, 0.75,
+                               rng) for _ in range(count)]
+    ratios = np.array([drawn.scale[0] / scale[0] for drawn in draws])
+    rotations = np.array([drawn.rotation for drawn in draws if drawn.rotation != 0])
+    # KS critical distance at the 0.1% level: 1.95 / sqrt(n).
+    assert ks_distance(ratios, lambda v: clipped_normal_cdf(v, 1, 0.35, 0.65, 1.35)) < \
+        1.95 / math.sqrt(count)
+    assert ks_distance(rotations, lambda v: clipped_normal_cdf(v, 0, 45, -90, 90)) < \
+        1.95 / math.sqrt(len(rotations))
+    # The clip atoms: P(|N(0,1)| > 1) = 0.317 of the scales, P(|N(0,1)| > 2) = 0.046 of the
+    # rotations sit on a bound.
+    assert abs(np.mean(np.isclose(np.abs(ratios - 1), 0.35)) - 0.3173) < 0.035
+    assert abs(np.mean(np.abs(rotations) == 90) - 0.0455) < 0.02
+
+
+def test_half_body_boxes_use_the_official_joint_sets_and_factor():
+    rng = np.random.default_rng(7)
+    params = AugmentationParams(scale_factor=0.0, rotation_factor=0, half_body_prob=1.0,
+                                flip=False)
+    joints = rng.uniform(0, 300, (17, 2))
+    visible = np.ones(17)
+    boxes = {}
+    for name, ids in (("upper", UPPER), ("lower", LOWER)):
+        points = joints[list(ids)].astype(np.float32)
+        width, height = points.max(axis=0) - points.min(axis=0)
+        width, height = max(width, 0.75 * height), max(height, width / 0.75)
+        boxes[name] = (points.mean(axis=0), np.array([width, height]) / 200 * 1.5)
+    assert set(UPPER) == set(range(11)) and set(LOWER) == set(range(11, 17))
+    chosen = []
+    for _ in range(600):
+        drawn = draw_augmentation(joints, visible, np.float32([0, 0]), np.float32([1, 1]),
+                                  params, UPPER, LOWER, 0.75, rng)
+        assert drawn.half_body
+        name = "upper" if np.allclose(drawn.center, boxes["upper"][0], atol=1e-3) else "lower"
+        np.testing.assert_allclose(drawn.center, boxes[name][0], atol=1e-3)
+        np.testing.assert_allclose(drawn.scale, boxes[name][1], rtol=1e-5)
+        chosen.append(name == "upper")
+    assert abs(np.mean(chosen) - 0.6915) < 4 * math.sqrt(0.25 / 600)
+
+
+def test_colour_jitter_draws_after_the_official_ones():
+    joints, visible = np.zeros((17, 2)), np.ones(17)
+    center, scale = np.float32([100, 100]), np.float32([1.0, 4 / 3])
+    params = AugmentationParams(half_body_prob=0.0, brightness=0.4, contrast=0.2,
+                                saturation=0.0, brightness_prob=0.5, contrast_prob=0.5)
+    # Official draws (half-body gate, drawn even at probability 0; scale; rotation gate,
+    # failing; flip gate), then brightness gate and factor, contrast gate (failing); saturation
+    # is off and draws nothing.
+    draws = ScriptedDraws([("uniform", 0.5), ("normal", 0.0), ("uniform", 0.7), ("uniform", 0.9),
+                           ("uniform", 0.1), ("uniform", 0.75), ("uniform", 0.6)])
+    drawn = draw_augmentation(joints, visible, center, scale, params, UPPER, LOWER, 0.75, draws)
+    assert not draws.draws
+    assert drawn.colour == pytest.approx((1.2, 1.0, 1.0))
+    assert AugmentationParams().brightness == AugmentationParams().contrast == 0
+    with pytest.raises(ValueError, match="brightness"):
+        AugmentationParams(brightness=1.5)
+    with pytest.raises(ValueError, match="saturation_prob"):
+        AugmentationParams(saturation_prob=-0.1)
+
+
+def test_adjust_colour_hand_worked():
+    image = torch.tensor([[[10.0, 200.0]], [[20.0, 100.0]], [[30.0, 0.0]]])  # [3, 1, 2] RGB
+    unchanged = adjust_colour(image, torch.tensor([1.0, 1.0, 1.0]))
+    torch.testing.assert_close(unchanged, image, rtol=0, atol=0)
+    brighter = adjust_colour(image, torch.tensor([2.0, 1.0, 1.0]))
+    torch.testing.assert_close(brighter, torch.tensor([[[20.0, 255.0]], [[40.0, 200.0]],
+                                                       [[60.0, 0.0]]]))
+    grey = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+    flat = adjust_colour(image, torch.tensor([1.0, 0.0, 1.0]))  # contrast 0: the mean grey
+    torch.testing.assert_close(flat, grey.mean().round().expand(3, 1, 2))
+    desaturated = adjust_colour(image, torch.tensor([1.0, 1.0, 0.0]))  # saturation 0: grey
+    torch.testing.assert_close(desaturated, grey.round().expand(3, 1, 2))
+    batch = adjust_colour(image.expand(2, 3, 1, 2), torch.tensor([[2.0, 1, 1], [1.0, 1, 1]]))
+    torch.testing.assert_close(batch[0], brighter)
+    torch.testing.assert_close(batch[1], image)
+
+
+def test_matrix_helpers_hand_worked():
+    crop = get_affine_transform(np.float32([100, 50]), np.float32([1, 4 / 3]), 30, (192, 256))
+    points = np.array([[3.0, 4.0], [150.0, 20.0]])
+    flipped = points.copy()
+    flipped[:, 0] = 640 - 1 - flipped[:, 0]
+    np.testing.assert_allclose(affine_transform_points(points, horizontal_flip_matrix(640)),
+                               flipped)
+    np.testing.assert_allclose(
+        affine_transform_points(points, compose_affine(crop, horizontal_flip_matrix(640))),
+        affine_transform_points(flipped, crop),
+    )
+    # Pixel 0 of a 1/4-size decode covers full-size pixels 0..3, centred on 1.5.
+    np.testing.assert_allclose(
+        affine_transform_points(np.array([[0.0, 0.0], [2.0, 1.0]]), reduced_to_full_matrix(4)),
+        [[1.5, 1.5], [9.5, 5.5]],
+    )
+    # Image pixels per crop pixel: 200 * scale[0] / 192.
+    assert [decode_reduction([s, 1], 192) for s in (0.5, 0.96, 1.919, 1.92, 3.9, 7.7, 20)] == \
+        [1, 1, 1, 2, 4, 8, 8]
+
+
+def test_normalise_bgr_equals_normalise():
+    crop = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    expected = normalise(torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1))
+    np.testing.assert_array_equal(normalise_bgr(crop), expected.numpy())
+    with pytest.raises(ValueError, match="uint8"):
+        normalise_bgr(crop.astype(np.float32))

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from pose.data.coco import CocoKeypoints, CorruptImageWarning, ImageReadError, collate_skip_none
+from pose.data.coco import (
+    ANNOTATION_SKIPS,
+    LOADING_EVENTS,
+    CocoKeypoints,
+    CorruptImageWarning,
+    ImageReadError,
+)
+from pose.data.device import DeviceAugmentation
 from pose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
+from pose.data.loading import build_loader, collate_skip_none, init_worker
 from pose.data.mpii import MpiiKeypoints
 from pose.data.transforms import AugmentationParams
 
 __all__ = [
+    "ANNOTATION_SKIPS",
     "COCO_KEYPOINTS",
+    "LOADING_EVENTS",
     "MPII_KEYPOINTS",
     "AugmentationParams",
     "CocoKeypoints",
     "CorruptImageWarning",
+    "DeviceAugmentation",
     "ImageReadError",
     "KeypointSpec",
     "MpiiKeypoints",
+    "build_loader",
     "collate_skip_none",
+    "init_worker",
 ]

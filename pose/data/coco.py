@@ -6,7 +6,9 @@ Dataset layout (see data/README.md)::
     <root>/<split>/<file_name>            or   <root>/images/<split>/<file_name>
 
 Each item is one person: the box is cropped to ``image_size``, normalised with the ImageNet
-mean and std, and paired with Gaussian heatmap targets.
+mean and std, and paired with Gaussian heatmap targets. With ``device_augmentation`` the item
+holds the decoded image and its crop matrix instead, and :class:`pose.data.DeviceAugmentation`
+crops, normalises and builds the targets for a whole batch on the training device.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,24 +26,34 @@ import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, get_worker_info
 
+from pose.data.device import DeviceAugmentation
 from pose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
 from pose.data.targets import gaussian_heatmaps
 from pose.data.transforms import (
+    COLOUR_JITTERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NO_COLOUR_CHANGE,
     PIXEL_STD,
     AugmentationParams,
     RandomSource,
+    adjust_colour,
     affine_transform_points,
     box_to_center_scale,
-    crop_image,
+    compose_affine,
+    decode_reduction,
     draw_augmentation,
     flip_center_x,
     flip_joints,
+    get_affine_transform,
+    horizontal_flip_matrix,
+    normalise_bgr,
+    reduced_to_full_matrix,
+    warp_image,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PERSON_CATEGORY_ID = 1
 
 _LAYOUT_HELP = (
@@ -48,28 +61,73 @@ _LAYOUT_HELP = (
     "or <root>/images/<split>/ (see data/README.md)"
 )
 
+# Why an annotation of the file gives no training/evaluation record (counted at start-up).
+ANNOTATION_SKIPS = ("crowd", "not_person", "no_labelled_joints", "degenerate_box")
+# What can happen when an item's image is loaded (counted over all loader processes).
+LOADING_EVENTS = ("missing_image", "corrupt_image", "exif_orientation_ignored", "size_mismatch")
+# Rows of the shared loading counters: row 0 for the main process, 1 + worker id for workers.
+_COUNTER_ROWS = 257
+_REDUCED_READ_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
 
 class ImageReadError(OSError):
     """An image file is missing, corrupt or not an image."""
 
 
 class CorruptImageWarning(UserWarning):
-    """A training image could not be read and its sample was skipped."""
+    """A training image could not be read (or does not match its annotation) and its samples
+    were skipped."""
 
 
-def collate_skip_none(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-    """Collate dataset items, dropping the ``None`` ones (unreadable training images).
+def jpeg_exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1 to 8) that JPEG file bytes declare; 1 (as stored) if none.
 
-    Returns the default-collated batch of the remaining items plus ``num_skipped`` (int), the
-    number of items dropped. If every item was dropped the batch holds only ``num_skipped``.
+    Reads only the marker segments before the image data. Anything unparsable counts as 1.
     """
-    kept = [item for item in batch if item is not None]
-    num_skipped = len(batch) - len(kept)
-    if not kept:
-        return {"num_skipped": num_skipped}
-    collated = default_collate(kept)
-    collated["num_skipped"] = num_skipped
-    return collated
+    if data[:2] != b"\xff\xd8":
+        return 1
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return 1
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more metadata
+            return 1
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker == 0xE1 and data[position + 4:position + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(data[position + 10:position + 2 + length])
+        position += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of the first IFD of an EXIF TIFF block; 1 if absent."""
+    byte_order = {b"II": "little", b"MM": "big"}.get(bytes(tiff[:2]))
+    if byte_order is None or len(tiff) < 8:
+        return 1
+    first_ifd = int.from_bytes(tiff[4:8], byte_order)
+    if first_ifd + 2 > len(tiff):
+        return 1
+    for entry in range(int.from_bytes(tiff[first_ifd:first_ifd + 2], byte_order)):
+        start = first_ifd + 2 + 12 * entry
+        if start + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[start:start + 2], byte_order) == 0x0112:
+            # A SHORT value sits in the first two bytes of the entry's 4-byte value field.
+            value = int.from_bytes(tiff[start + 8:start + 10], byte_order)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def _resolve_layout(root: Path, split: str) -> tuple[Path, Path]:
@@ -87,6 +145,22 @@ def _resolve_layout(root: Path, split: str) -> tuple[Path, Path]:
         f"no COCO image folder for split {split!r}: neither {candidates[0]} nor {candidates[1]} "
         f"exists; {_LAYOUT_HELP}"
     )
+
+
+def _load_annotations(annotation_file: Path) -> COCO:
+    """pycocotools' index of ``annotation_file``; a ValueError naming the file if it is not a
+    COCO annotation file."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(str(annotation_file))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"COCO annotation file {annotation_file} is not valid JSON: {error}") \
+            from error
+    except (KeyError, TypeError, AttributeError, AssertionError) as error:
+        raise ValueError(
+            f"COCO annotation file {annotation_file} is not in COCO format (a JSON object with "
+            f"'images', 'annotations' and 'categories' lists): {error!r}"
+        ) from error
 
 
 def _load_detections(det_file: Path, score_threshold: float) -> list[dict[str, Any]]:
@@ -124,6 +198,30 @@ def _load_detections(det_file: Path, score_threshold: float) -> list[dict[str, A
     return kept
 
 
+def _clean_box(bbox: Any, width: int, height: int) -> list[float] | None:
+    """The official clean box ``[x, y, w, h]`` of an annotation's ``bbox``, or None if degenerate.
+
+    Quirk P9 (reproduced): the clean box is w - 1 wide and h - 1 high, clipped to the image.
+    Official rule: the box is dropped if it ends before it starts (e.g. wholly outside the image).
+    Added here: a box that is not 4 finite numbers, or that shrinks to a single pixel (w = h = 0
+    after cleaning: scale 0, for which the official code builds an all-zero crop matrix).
+    """
+    valid = (
+        isinstance(bbox, (list, tuple))
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
+    )
+    if not valid:
+        return None
+    x, y, w, h = bbox
+    x1, y1 = max(0, x), max(0, y)
+    x2 = min(width - 1, x1 + max(0, w - 1))
+    y2 = min(height - 1, y1 + max(0, h - 1))
+    if x2 < x1 or y2 < y1 or (x2 == x1 and y2 == y1):
+        return None
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
 class CocoKeypoints(Dataset):
     """COCO person keypoints, one item per person box (ground-truth or detected).
 
@@ -142,6 +240,13 @@ class CocoKeypoints(Dataset):
         det_score_threshold: detections scoring below it are dropped.
         padding: box enlargement factor around the person.
         seed: augmentation seed; a sample's draws depend only on (seed, epoch, index).
+        reduced_decoding: decode a JPEG at 1/2, 1/4 or 1/8 size (libjpeg DCT scaling) when the
+            crop has at least that many image pixels per crop pixel, with the crop matrix adjusted
+            (:func:`pose.data.transforms.decode_reduction`). Faster for large people; the
+            crop equals the full-resolution one up to interpolation, not bit for bit (off by
+            default, and off for the exactness tests).
+        device_augmentation: return the decoded image and its crop matrix instead of the crop
+            and targets (see :class:`pose.data.DeviceAugmentation`, :meth:`batch_transform`).
 
     Items are dicts: ``image`` float32 [3, h, w] (RGB, ImageNet-normalised), ``target`` float32
     [K, hh, hw], ``target_weight`` float32 [K], ``center`` float32 [2] and ``scale`` float32 [2]
@@ -149,6 +254,12 @@ class CocoKeypoints(Dataset):
     ``score`` (1.0 for ground-truth boxes, else the detector's), ``area`` (annotation area, or
     ``prod(scale * 200)`` for detections), ``joints`` float32 [K, 3] (x, y in crop pixels,
     visibility) and ``index``.
+
+    With ``device_augmentation`` there is no ``image``, ``target`` or ``target_weight``; instead
+    ``source_image`` uint8 [Hc, Wc, 3] (the decoded image, BGR as stored, zero-padded at the
+    right and bottom to :attr:`canvas_size`), ``crop_matrix`` float64 [2, 3] (source-image pixels
+    to crop pixels, flip and decode reduction included), ``crop_joints`` float64 [K, 2] (crop
+    pixels) and ``colour`` float32 [3] (brightness, contrast, saturation factors).
     """
 
     def __init__(
@@ -166,6 +277,8 @@ class CocoKeypoints(Dataset):
         det_score_threshold: float = 0.0,
         padding: float = 1.25,
         seed: int = 0,
+        reduced_decoding: bool = False,
+        device_augmentation: bool = False,
     ) -> None:
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(
@@ -186,16 +299,34 @@ class CocoKeypoints(Dataset):
         self.augmentation = augmentation if augmentation is not None else AugmentationParams()
         self.padding = padding
         self.seed = seed
+        self.reduced_decoding = reduced_decoding
+        self.device_augmentation = device_augmentation
         # In shared memory so that set_epoch reaches DataLoader workers that outlive an epoch
-        # (persistent_workers=True), which hold their own copy of the dataset.
+        # (persistent_workers=True), which hold their own copy of the dataset; the loading
+        # counters likewise add up over every worker.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._loading_counts = torch.zeros(
+            (_COUNTER_ROWS, len(LOADING_EVENTS)), dtype=torch.int64
+        ).share_memory_()
         # Python float, as the official code: it sets the float32/float64 rounding downstream.
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
 
+        self.skipped_annotations = dict.fromkeys(ANNOTATION_SKIPS, 0)
         self.records = self._load_records(det_file, det_score_threshold)
+        if not self.records:
+            source = (f"{self.annotation_file} (skipped annotations: {self.skipped_annotations})"
+                      if det_file is None
+                      else f"{self.det_file} (score threshold {det_score_threshold})")
+            raise ValueError(f"no person boxes to use in {source}")
+        # The largest image: every source image fits in it (device augmentation batches them).
+        # A format whose annotations give no image sizes (MPII) has none.
+        sizes = [record["image_size"] for record in self.records]
+        self.canvas_size = (None if None in sizes else
+                            (max(size[0] for size in sizes), max(size[1] for size in sizes)))
+        if device_augmentation and self.canvas_size is None:
+            raise ValueError(f"device augmentation needs every image's size, and "
+                             f"{self.annotation_file} does not give them")
         self._warned_paths: set[Path] = set()
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
 
     # ----------------------------------------------------------------------------------------
     # Records
@@ -204,8 +335,7 @@ class CocoKeypoints(Dataset):
                       det_score_threshold: float) -> list[dict[str, Any]]:
         """The dataset's people (another dataset format overrides this)."""
         self.annotation_file, self.image_dir = _resolve_layout(self.root, self.split)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(str(self.annotation_file))
+        self.coco = _load_annotations(self.annotation_file)
         if det_file is None:
             self.det_file = None
             return self._ground_truth_records()
@@ -217,38 +347,41 @@ class CocoKeypoints(Dataset):
         return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
     def _ground_truth_records(self) -> list[dict[str, Any]]:
-        """One record per non-crowd person with at least one labelled joint (official rules)."""
+        """One record per non-crowd person with at least one labelled joint and a usable box
+        (official rules; each skipped annotation is counted in ``skipped_annotations``)."""
         num_joints = self.keypoints.num_joints
         records = []
         for image_id in self.coco.getImgIds():
             image_info = self.coco.imgs[image_id]
             width, height = image_info["width"], image_info["height"]
-            for annotation in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+            for annotation in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id)):
+                if annotation.get("iscrowd", 0):
+                    self.skipped_annotations["crowd"] += 1
+                    continue
                 if annotation.get("category_id") != PERSON_CATEGORY_ID:
+                    self.skipped_annotations["not_person"] += 1
                     continue
-                # Quirk P9 (reproduced): the clean box is w - 1 wide and h - 1 high.
-                x, y, w, h = annotation["bbox"]
-                x1, y1 = max(0, x), max(0, y)
-                x2 = min(width - 1, x1 + max(0, w - 1))
-                y2 = min(height - 1, y1 + max(0, h - 1))
-                if not (annotation["area"] > 0 and x2 >= x1 and y2 >= y1):
-                    continue
-                keypoints = np.asarray(annotation["keypoints"], dtype=np.float64)
+                keypoints = np.asarray(annotation.get("keypoints", []), dtype=np.float64)
                 if keypoints.size != 3 * num_joints:
                     raise ValueError(
-                        f"{self.annotation_file}: annotation {annotation['id']} has "
-                        f"{keypoints.size // 3} keypoints, expected {num_joints} "
+                        f"{self.annotation_file}: annotation {annotation.get('id')} has "
+                        f"{keypoints.size / 3:g} keypoints, expected {num_joints} "
                         f"({self.keypoints.name})"
                     )
-                if keypoints.max() == 0:
+                box = _clean_box(annotation.get("bbox"), width, height)
+                if box is None or not annotation.get("area", 0) > 0:
+                    self.skipped_annotations["degenerate_box"] += 1
                     continue
                 keypoints = keypoints.reshape(num_joints, 3)
-                box = [x1, y1, x2 - x1, y2 - y1]
+                if not np.isfinite(keypoints).all() or keypoints.max() == 0:
+                    self.skipped_annotations["no_labelled_joints"] += 1
+                    continue
                 center, scale = box_to_center_scale(box, self.aspect_ratio, self.padding)
                 records.append(
                     {
                         "image_id": image_id,
                         "image_path": self.image_path(image_id),
+                        "image_size": (int(width), int(height)),
                         "box_xywh": box,
                         "center": center,
                         "scale": scale,
@@ -272,11 +405,13 @@ class CocoKeypoints(Dataset):
                     f"detection file {det_file}: entry {position} refers to image_id "
                     f"{image_id!r}, which is not in {self.annotation_file}"
                 )
+            image_info = self.coco.imgs[image_id]
             center, scale = box_to_center_scale(detection["bbox"], self.aspect_ratio, self.padding)
             records.append(
                 {
                     "image_id": image_id,
                     "image_path": self.image_path(image_id),
+                    "image_size": (int(image_info["width"]), int(image_info["height"])),
                     "box_xywh": [float(v) for v in detection["bbox"]],
                     "center": center,
                     "scale": scale,
@@ -290,7 +425,7 @@ class CocoKeypoints(Dataset):
         return records
 
     # ----------------------------------------------------------------------------------------
-    # Items
+    # Epochs, loading counters, the device-side step
 
     def __len__(self) -> int:
         return len(self.records)
@@ -311,37 +446,98 @@ class CocoKeypoints(Dataset):
         """The generator of sample ``index`` in the current epoch (depends on seed, epoch, index)."""
         return np.random.default_rng([self.seed, self.epoch, index])
 
+    def loading_counts(self) -> dict[str, int]:
+        """How many item loads met each of :data:`LOADING_EVENTS`, summed over the main process
+        and every DataLoader worker since the dataset was built (see data/README.md)."""
+        totals = self._loading_counts.sum(dim=0).tolist()
+        return dict(zip(LOADING_EVENTS, (int(total) for total in totals), strict=True))
+
+    def _count(self, event: str) -> None:
+        worker = get_worker_info()
+        row = 0 if worker is None else 1 + worker.id % (_COUNTER_ROWS - 1)
+        self._loading_counts[row, LOADING_EVENTS.index(event)] += 1
+
+    def batch_transform(self) -> DeviceAugmentation | None:
+        """The device-side step for batches of this dataset (None without device augmentation).
+
+        A :class:`pose.data.DeviceAugmentation`: ``batch -> batch`` on a collated batch already
+        moved to the training device, filling ``image``, ``target`` and ``target_weight``.
+        """
+        if not self.device_augmentation:
+            return None
+        jitter = any(getattr(self.augmentation, name) > 0 for name in COLOUR_JITTERS)
+        return DeviceAugmentation(self.image_size, self.heatmap_size, self.sigma,
+                                  colour_jitter=self.train and jitter)
+
+    # ----------------------------------------------------------------------------------------
+    # Items
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         return self.get_item_with_rng(index, self.sample_rng(index) if self.train else None)
 
-    def _read_image(self, path: Path) -> np.ndarray | None:
-        """RGB uint8 [H, W, 3], EXIF orientation ignored (as the official loader), or None."""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    def _warn_once(self, path: Path, message: str) -> None:
+        if path not in self._warned_paths:
+            self._warned_paths.add(path)
+            warnings.warn(message, CorruptImageWarning, stacklevel=4)
+
+    def _read_image(self, record: dict[str, Any], reduction: int) -> np.ndarray | None:
+        """The record's image, BGR uint8 [H, W, 3] decoded at 1 / ``reduction`` size with any EXIF
+        orientation ignored (as the official loader), or None if it cannot be used (see
+        :meth:`_unusable`)."""
+        path = record["image_path"]
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return self._unusable(path, "missing_image",
+                                  f"cannot read image {path} (missing or unreadable)")
+        flags = _REDUCED_READ_FLAGS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
         if image is None:
-            return None
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            return self._unusable(path, "corrupt_image",
+                                  f"cannot read image {path} (corrupt or not an image)")
+        # COCO's annotations refer to the pixels as stored: an EXIF rotation is ignored, and
+        # counted so that a dataset of rotated photos gets noticed.
+        if jpeg_exif_orientation(data) != 1:
+            self._count("exif_orientation_ignored")
+        if record["image_size"] is None:  # the annotations give no size to check against
+            return image
+        width, height = record["image_size"]
+        if image.shape[:2] != (math.ceil(height / reduction), math.ceil(width / reduction)):
+            self._count("size_mismatch")
+            size_note = (
+                f"it is {image.shape[1] * reduction}x{image.shape[0] * reduction} pixels but "
+                f"{self.annotation_file.name} says {width}x{height}"
+            )
+            if self.device_augmentation and (
+                image.shape[1] > self.canvas_size[0] or image.shape[0] > self.canvas_size[1]
+            ):
+                return self._unusable(
+                    path, None, f"cannot use image {path} ({size_note}, larger than the batch "
+                    "canvas)")
+            self._warn_once(path, f"image {path}: {size_note}; its joints may be misplaced")
+        return image
+
+    def _unusable(self, path: Path, event: str | None, message: str) -> None:
+        """An image that cannot be used: count ``event``, then raise :class:`ImageReadError` in
+        evaluation, or warn once per image and return None (the item is skipped) in training."""
+        if event is not None:
+            self._count(event)
+        if not self.train:
+            raise ImageReadError(message)
+        self._warn_once(path, f"{message}; skipping its samples")
 
     def get_item_with_rng(self, index: int, rng: RandomSource | None) -> dict[str, Any] | None:
         """Item ``index``, augmented with draws from ``rng`` (no augmentation if None).
 
         ``rng`` needs ``random()`` and ``standard_normal()``; a replay of logged draws works, which
-        is how the tests reproduce the official training samples. Returns None for an unreadable
-        image in train mode (warning once per image); raises :class:`ImageReadError` otherwise.
+        is how the tests reproduce the official training samples. Returns None for an unusable
+        image in train mode (counted, warning once per image); raises :class:`ImageReadError`
+        otherwise.
         """
         record = self.records[index]
-        path = record["image_path"]
-        image = self._read_image(path)
-        if image is None:
-            message = f"cannot read image {path} (missing, corrupt or not an image)"
-            if not self.train:
-                raise ImageReadError(message)
-            if path not in self._warned_paths:
-                self._warned_paths.add(path)
-                warnings.warn(f"{message}; skipping its samples", CorruptImageWarning, stacklevel=2)
-            return None
-
         joints, visible = record["joints"], record["visible"]
         center, scale, rotation = record["center"], record["scale"], 0.0
+        flip, colour = False, NO_COLOUR_CHANGE
         if rng is not None:
             drawn = draw_augmentation(
                 joints, visible, center, scale, self.augmentation,
@@ -349,36 +545,75 @@ class CocoKeypoints(Dataset):
                 self.aspect_ratio, rng,
             )
             center, scale, rotation = drawn.center, drawn.scale, drawn.rotation
-            if drawn.flip:
-                image_width = image.shape[1]
-                image = cv2.flip(image, 1)  # 1: around the vertical axis; ~30x numpy's copy
-                joints, visible = flip_joints(
-                    joints, visible, image_width, self.keypoints.flip_pairs
-                )
-                center = flip_center_x(center, image_width)
+            flip, colour = drawn.flip, drawn.colour
 
-        crop, matrix = crop_image(image, center, scale, rotation, self.image_size)
+        # A reduced decode needs the full-resolution width for the flip: known sizes only.
+        reduction = (decode_reduction(scale, self.image_size[0])
+                     if self.reduced_decoding and record["image_size"] is not None else 1)
+        image = self._read_image(record, reduction)
+        if image is None:
+            return None
+
+        # The full-resolution image width (the flip mirrors around it): the decoded one as in
+        # the official code, or the annotated one when the image was decoded reduced.
+        image_width = image.shape[1] if reduction == 1 else record["image_size"][0]
+        if flip:
+            joints, visible = flip_joints(joints, visible, image_width, self.keypoints.flip_pairs)
+            center = flip_center_x(center, image_width)
+        # (Flipped) full-resolution image -> crop.
+        matrix = get_affine_transform(center, scale, rotation, self.image_size)
         # Only labelled joints move; the others keep their (meaningless) coordinates.
         crop_joints = np.array(joints, dtype=np.float64)
         labelled = visible > 0
         crop_joints[labelled] = affine_transform_points(crop_joints[labelled], matrix)
-        target, target_weight = gaussian_heatmaps(
-            crop_joints, visible, self.image_size, self.heatmap_size, self.sigma
-        )
 
-        image_tensor = torch.from_numpy(crop).permute(2, 0, 1).float().div(255)
-        image_tensor = image_tensor.sub(self._mean).div(self._std)
-        joints_out = np.concatenate([crop_joints, visible[:, None]], axis=1)
-        return {
-            "image": image_tensor,
-            "target": torch.from_numpy(target),
-            "target_weight": torch.from_numpy(target_weight),
+        item = {
             "center": torch.from_numpy(np.asarray(center, dtype=np.float32)),
             "scale": torch.from_numpy(np.asarray(scale, dtype=np.float32)),
             "rotation": float(rotation),
             "image_id": int(record["image_id"]),
             "score": float(record["score"]),
             "area": float(record["area"]),
-            "joints": torch.from_numpy(joints_out.astype(np.float32)),
+            "joints": torch.from_numpy(
+                np.concatenate([crop_joints, visible[:, None]], axis=1).astype(np.float32)
+            ),
             "index": int(index),
         }
+        # The decoded image as stored -> crop: the flip and the decode reduction become part
+        # of the matrix. The exact path below flips the pixels instead, as the official code.
+        source_matrix = matrix
+        if flip and (reduction > 1 or self.device_augmentation):
+            source_matrix = compose_affine(source_matrix, horizontal_flip_matrix(image_width))
+        if reduction > 1:
+            source_matrix = compose_affine(source_matrix, reduced_to_full_matrix(reduction))
+
+        if self.device_augmentation:
+            height, width = image.shape[:2]
+            canvas = np.empty((self.canvas_size[1], self.canvas_size[0], 3), dtype=np.uint8)
+            canvas[:height, :width] = image
+            canvas[height:] = 0  # zero only the padding: it is the crop's border (P12)
+            canvas[:height, width:] = 0
+            item.update({
+                "source_image": torch.from_numpy(canvas),
+                "crop_matrix": torch.from_numpy(source_matrix),
+                "crop_joints": torch.from_numpy(crop_joints),
+                "colour": torch.tensor(colour, dtype=torch.float32),
+            })
+            return item
+
+        if flip and reduction == 1:
+            image = cv2.flip(image, 1)  # 1: around the vertical axis; ~30x numpy's copy
+        crop = warp_image(image, source_matrix, self.image_size)
+        if colour != NO_COLOUR_CHANGE:
+            rgb = torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1)
+            jittered = adjust_colour(rgb, torch.tensor(colour)).to(torch.uint8)
+            crop = np.ascontiguousarray(jittered.permute(1, 2, 0).numpy()[:, :, ::-1])
+        target, target_weight = gaussian_heatmaps(
+            crop_joints, visible, self.image_size, self.heatmap_size, self.sigma
+        )
+        item.update({
+            "image": torch.from_numpy(normalise_bgr(crop, IMAGENET_MEAN, IMAGENET_STD)),
+            "target": torch.from_numpy(target),
+            "target_weight": torch.from_numpy(target_weight),
+        })
+        return item

@@ -98,7 +98,8 @@ class MpiiKeypoints(CocoKeypoints):
     Args:
         root: dataset root (layout in the module docstring).
         split: annotation file name without ``.json`` (``"train"``, ``"valid"``).
-        image_size, heatmap_size, sigma, train, augmentation, seed: as for ``CocoKeypoints``.
+        image_size, heatmap_size, sigma, train, augmentation, seed, reduced_decoding,
+            device_augmentation: as for ``CocoKeypoints``.
         keypoints: the 16-joint MPII layout.
     """
 
@@ -114,12 +115,18 @@ class MpiiKeypoints(CocoKeypoints):
         keypoints: KeypointSpec = MPII_KEYPOINTS,
         augmentation: AugmentationParams | None = None,
         seed: int = 0,
+        reduced_decoding: bool = False,
+        device_augmentation: bool = False,
     ) -> None:
         if keypoints.num_joints != NUM_JOINTS:
             raise ValueError(f"MPII has 16 joints, the keypoint layout {keypoints.name!r} "
                              f"{keypoints.num_joints}")
+        # The json gives no image sizes, which device augmentation needs (so it is refused
+        # with a clear error) and reduced decoding needs (so it leaves every image as is).
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
-                         keypoints=keypoints, augmentation=augmentation, seed=seed)
+                         keypoints=keypoints, augmentation=augmentation, seed=seed,
+                         reduced_decoding=reduced_decoding,
+                         device_augmentation=device_augmentation)
 
     def _load_records(self, det_file: str | Path | None,
                       det_score_threshold: float) -> list[dict[str, Any]]:
@@ -159,6 +166,7 @@ class MpiiKeypoints(CocoKeypoints):
                 "center": record["center"], "scale": record["scale"],
                 "joints": record["joints"], "visible": record["visible"],
                 "score": 1.0, "area": float(np.prod(record["scale"] * PIXEL_STD)),
+                "image_size": None,  # not in the json
             })
         return records
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 
+@functools.lru_cache(maxsize=8)
 def _gaussian_window(sigma: float) -> np.ndarray:
     """The unnormalised Gaussian (peak 1) on a (6 sigma + 1)^2 grid, float32, as pasted.
 
     Built with the official float32 arithmetic, so every pasted value is bit-equal to it.
+    Cached: treat the result as read-only.
     """
     radius = 3 * sigma
     size = 2 * radius + 1
@@ -62,33 +66,85 @@ def gaussian_heatmaps(
     )
     radius = 3 * sigma
 
-    # Quirk P2: truncation toward zero (Python int()), not floor.
+    # Quirk P2: truncation toward zero (Python int()), not floor. The cell arithmetic runs for
+    # all joints at once; the pasting is one slice copy per joint, which is about 5x faster on
+    # one core than gathering every map cell from the window (heatmap_targets, for batches).
     mu = np.trunc(joints[:, :2] / stride + 0.5)
     upper_left = np.trunc(mu - radius).astype(np.int64)  # [K, 2] (x, y)
     bottom_right = np.trunc(mu + radius + 1).astype(np.int64)
-    outside = (
-        (upper_left[:, 0] >= heatmap_width)
-        | (upper_left[:, 1] >= heatmap_height)
-        | (bottom_right[:, 0] < 0)
-        | (bottom_right[:, 1] < 0)
-    )
+    map_size = np.array([heatmap_width, heatmap_height])
+    outside = (upper_left >= map_size).any(axis=1) | (bottom_right < 0).any(axis=1)
     target_weight = visible.astype(np.float32)
     target_weight[outside] = 0
 
-    # Each map cell (y, x) takes window[y - ul_y, x - ul_x] inside [ul, br) and 0 elsewhere;
-    # all K maps are gathered at once from the one shared window.
-    window = _gaussian_window(sigma)
+    window = _gaussian_window(float(sigma))
+    map_start, map_end = np.maximum(upper_left, 0), np.minimum(bottom_right, map_size)
+    window_start, window_end = map_start - upper_left, map_end - upper_left
+    target = np.zeros((len(joints), heatmap_height, heatmap_width), dtype=np.float32)
+    for k in np.flatnonzero(target_weight > 0.5).tolist():
+        target[k, map_start[k, 1]:map_end[k, 1], map_start[k, 0]:map_end[k, 0]] = window[
+            window_start[k, 1]:window_end[k, 1], window_start[k, 0]:window_end[k, 0]
+        ]
+    return target, target_weight
+
+
+def heatmap_targets(
+    joints: torch.Tensor,
+    visible: torch.Tensor,
+    image_size: Sequence[int],
+    heatmap_size: Sequence[int],
+    sigma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gaussian_heatmaps` for a batch of people, on any device (the device-side path).
+
+    Args:
+        joints: [..., K, 2+] joint positions in input-image (crop) pixels, float64 (a float32
+            position can round to the other side of a cell boundary: pass the float64 ones).
+        visible: [..., K] visibility (0/1).
+        image_size, heatmap_size, sigma: as :func:`gaussian_heatmaps`.
+
+    Returns:
+        ``target`` float32 [..., K, heatmap_h, heatmap_w] and ``target_weight`` float32 [..., K],
+        bit-equal to :func:`gaussian_heatmaps` person by person: the cell arithmetic is float64
+        (IEEE-exact, as numpy's) and the values are gathered from the same float32 window.
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if joints.shape[-1] < 2 or joints.shape[:-1] != visible.shape:
+        raise ValueError(
+            f"expected joints [..., K, 2+] and visible [..., K], got {tuple(joints.shape)} and "
+            f"{tuple(visible.shape)}"
+        )
+    device = joints.device
+    heatmap_width, heatmap_height = (int(v) for v in heatmap_size)
+    stride = torch.tensor(
+        [float(image_size[0]) / heatmap_width, float(image_size[1]) / heatmap_height],
+        dtype=torch.float64, device=device,
+    )
+    radius = 3 * sigma
+    # Quirks P2 and P3, as in gaussian_heatmaps.
+    mu = torch.trunc(joints[..., :2].to(torch.float64) / stride + 0.5)
+    upper_left = torch.trunc(mu - radius).long()  # [..., K, 2] (x, y)
+    bottom_right = torch.trunc(mu + radius + 1).long()
+    outside = (
+        (upper_left[..., 0] >= heatmap_width)
+        | (upper_left[..., 1] >= heatmap_height)
+        | (bottom_right[..., 0] < 0)
+        | (bottom_right[..., 1] < 0)
+    )
+    target_weight = visible.to(torch.float32).masked_fill(outside, 0)
+
+    window = torch.from_numpy(_gaussian_window(float(sigma))).to(device)
     window_size = window.shape[0]
-    cells_x = np.arange(heatmap_width)[None, :] - upper_left[:, :1]  # [K, W]
-    cells_y = np.arange(heatmap_height)[None, :] - upper_left[:, 1:]  # [K, H]
-    inside_x = (cells_x >= 0) & (cells_x < (bottom_right[:, :1] - upper_left[:, :1]))
-    inside_y = (cells_y >= 0) & (cells_y < (bottom_right[:, 1:] - upper_left[:, 1:]))
-    inside_x &= cells_x < window_size
-    inside_y &= cells_y < window_size
+    cells_x = torch.arange(heatmap_width, device=device) - upper_left[..., :1]  # [..., K, W]
+    cells_y = torch.arange(heatmap_height, device=device) - upper_left[..., 1:]  # [..., K, H]
+    extent = bottom_right - upper_left
+    inside_x = (cells_x >= 0) & (cells_x < extent[..., :1]) & (cells_x < window_size)
+    inside_y = (cells_y >= 0) & (cells_y < extent[..., 1:]) & (cells_y < window_size)
     values = window[
-        np.clip(cells_y, 0, window_size - 1)[:, :, None],
-        np.clip(cells_x, 0, window_size - 1)[:, None, :],
-    ]  # [K, H, W]
-    pasted = inside_y[:, :, None] & inside_x[:, None, :] & (target_weight > 0.5)[:, None, None]
-    target = np.where(pasted, values, np.float32(0)).astype(np.float32)
+        cells_y.clamp(0, window_size - 1)[..., :, None],
+        cells_x.clamp(0, window_size - 1)[..., None, :],
+    ]  # [..., K, H, W]
+    pasted = inside_y[..., :, None] & inside_x[..., None, :] & (target_weight > 0.5)[..., None, None]
+    target = torch.where(pasted, values, torch.zeros((), dtype=torch.float32, device=device))
     return target, target_weight

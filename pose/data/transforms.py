@@ -11,16 +11,61 @@ ones only if every intermediate is rounded to the same precision in the same ord
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from pose.data.keypoints import flip_permutation
 
 PIXEL_STD = 200.0
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(
+    images: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """RGB values in [0, 255], [..., 3, H, W] (any dtype) -> float32 ``(x / 255 - mean) / std``.
+
+    The operations and their order are the official ``ToTensor`` then ``Normalize``, so the
+    result is bit-equal to the official network input.
+    """
+    mean_tensor = torch.tensor(mean, dtype=torch.float32, device=images.device).view(3, 1, 1)
+    std_tensor = torch.tensor(std, dtype=torch.float32, device=images.device).view(3, 1, 1)
+    return images.float().div(255).sub(mean_tensor).div(std_tensor)
+
+
+@functools.lru_cache(maxsize=4)
+def _normalisation_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """[3, 256] float32: :func:`normalise` of every uint8 level, per RGB channel."""
+    levels = torch.arange(256).expand(3, 1, 256)
+    return normalise(levels, mean, std)[:, 0].numpy()
+
+
+def normalise_bgr(
+    crop: np.ndarray,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
+    """A uint8 BGR crop [H, W, 3] -> the float32 RGB network input [3, H, W].
+
+    One table look-up per pixel (the 256 values of :func:`normalise` per channel): bit-equal to
+    converting to RGB and calling :func:`normalise`, without the intermediate copies.
+    """
+    if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"expected a uint8 [H, W, 3] crop, got {crop.dtype} {crop.shape}")
+    table = _normalisation_table(tuple(mean), tuple(std))
+    normalised = np.empty((3, *crop.shape[:2]), dtype=np.float32)
+    for channel in range(3):  # RGB channel c is BGR channel 2 - c
+        np.take(table[channel], crop[:, :, 2 - channel], out=normalised[channel], mode="clip")
+    return normalised
 
 
 def box_to_center_scale(
@@ -128,6 +173,24 @@ def affine_transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarra
     return np.matmul(matrix, homogeneous[:, :, None])[:, :, 0]
 
 
+def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
+    """Warp ``image`` [H, W, C] by the [2, 3] image-to-crop ``matrix`` into ``output_size``.
+
+    Bilinear interpolation; pixels outside the image are 0 (quirk P12, reproduced: the published
+    weights saw this border, which becomes (0 - mean) / std after normalisation). Returns the
+    crop [out_h, out_w, C] with the image's dtype.
+    """
+    output_width, output_height = (int(v) for v in output_size)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (output_width, output_height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
 def crop_image(
     image: np.ndarray,
     center: Sequence[float] | np.ndarray,
@@ -137,21 +200,50 @@ def crop_image(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp the person box out of ``image`` [H, W, C] (any dtype cv2 accepts).
 
-    Returns the crop [out_h, out_w, C] with the image's dtype and the [2, 3] image-to-crop
-    matrix. Bilinear interpolation; pixels outside the image are 0 (quirk P12, reproduced: the
-    published weights saw this border, which becomes (0 - mean) / std after normalisation).
+    Returns the crop [out_h, out_w, C] with the image's dtype (see :func:`warp_image`) and the
+    [2, 3] image-to-crop matrix.
     """
-    output_width, output_height = (int(v) for v in output_size)
-    matrix = get_affine_transform(center, scale, rotation_deg, (output_width, output_height))
-    crop = cv2.warpAffine(
-        image,
-        matrix,
-        (output_width, output_height),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return crop, matrix
+    matrix = get_affine_transform(center, scale, rotation_deg, output_size)
+    return warp_image(image, matrix, output_size), matrix
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The [2, 3] float64 map that applies ``inner`` then ``outer`` (both [2, 3])."""
+    outer = np.asarray(outer, dtype=np.float64)
+    inner = np.asarray(inner, dtype=np.float64)
+    composed = outer[:, :2] @ inner
+    composed[:, 2] += outer[:, 2]
+    return composed
+
+
+def horizontal_flip_matrix(image_width: int) -> np.ndarray:
+    """The [2, 3] map of a horizontal image flip: x' = W - 1 - x (pixels)."""
+    return np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0]])
+
+
+def reduced_to_full_matrix(factor: int) -> np.ndarray:
+    """The [2, 3] map from a pixel of an image decoded at 1 / ``factor`` to full-size pixels.
+
+    A JPEG decoded with DCT scaling (``cv2.IMREAD_REDUCED_COLOR_<factor>``) has one pixel per
+    ``factor`` x ``factor`` block of full-size pixels, centred on the block's centre:
+    x = factor * x_reduced + (factor - 1) / 2.
+    """
+    offset = (factor - 1) / 2
+    return np.array([[float(factor), 0.0, offset], [0.0, float(factor), offset]])
+
+
+DECODE_REDUCTIONS = (1, 2, 4, 8)
+
+
+def decode_reduction(
+    scale: Sequence[float] | np.ndarray, output_width: int, pixel_std: float = PIXEL_STD
+) -> int:
+    """The largest JPEG decode reduction (1, 2, 4 or 8) that keeps at least one decoded pixel
+    per crop pixel: the crop of ``output_width`` pixels spans ``scale[0] * pixel_std`` image
+    pixels (quirk P1: the zoom is the same on both axes), so the crop is never upsampled from the
+    reduced image more than from the full one."""
+    image_pixels_per_crop_pixel = float(scale[0]) * pixel_std / output_width
+    return max(f for f in DECODE_REDUCTIONS if f <= max(image_pixels_per_crop_pixel, 1.0))
 
 
 def flip_joints(
@@ -245,6 +337,10 @@ class RandomSource(Protocol):
         ...
 
 
+COLOUR_JITTERS = ("brightness", "contrast", "saturation")
+NO_COLOUR_CHANGE = (1.0, 1.0, 1.0)
+
+
 @dataclass(frozen=True)
 class AugmentationParams:
     """Training augmentation of the official recipe (COCO: 0.35, 45, 0.6, True, 0.3, 8).
@@ -254,6 +350,9 @@ class AugmentationParams:
     flip: mirror with probability 0.5.
     half_body_prob: probability of the half-body box (<= 0 disables it), only for samples with
         more than ``half_body_min_joints`` visible joints.
+    brightness, contrast, saturation: colour jitter (not in the official recipe, so 0 = off by
+        default): with probability ``<kind>_prob`` the crop's brightness, contrast or saturation
+        is multiplied by a factor drawn from U(1 - value, 1 + value) (see :func:`adjust_colour`).
     """
 
     scale_factor: float = 0.35
@@ -262,14 +361,25 @@ class AugmentationParams:
     flip: bool = True
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
+    brightness: float = 0.0
+    brightness_prob: float = 0.5
+    contrast: float = 0.0
+    contrast_prob: float = 0.5
+    saturation: float = 0.0
+    saturation_prob: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.scale_factor < 1:
             raise ValueError(f"scale_factor must be in [0, 1), got {self.scale_factor}")
         if self.rotation_factor < 0:
             raise ValueError(f"rotation_factor must be >= 0, got {self.rotation_factor}")
-        if not 0 <= self.rotation_prob <= 1:
-            raise ValueError(f"rotation_prob must be in [0, 1], got {self.rotation_prob}")
+        for name in ("rotation_prob", "brightness_prob", "contrast_prob", "saturation_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in COLOUR_JITTERS:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} (colour jitter) must be in [0, 1], got "
+                                 f"{getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +388,8 @@ class SampleAugmentation:
 
     ``center`` (float32 [2]) and ``scale`` ([2]; float64 once the scale factor is applied, as
     in the official code) are in the unflipped image; the flip, if ``flip``, is applied after
-    them (``center[0] -> W - 1 - center[0]``). ``rotation`` is in degrees.
+    them (``center[0] -> W - 1 - center[0]``). ``rotation`` is in degrees. ``colour`` holds the
+    brightness, contrast and saturation factors (1: unchanged) for :func:`adjust_colour`.
     """
 
     center: np.ndarray
@@ -286,6 +397,7 @@ class SampleAugmentation:
     rotation: float
     flip: bool
     half_body: bool
+    colour: tuple[float, float, float] = NO_COLOUR_CHANGE  # brightness, contrast, saturation
 
 
 def draw_augmentation(
@@ -305,7 +417,10 @@ def draw_augmentation(
     Draws, in order: ``random()`` half-body gate (only with more than
     ``params.half_body_min_joints`` visible joints), ``standard_normal()`` upper-vs-lower (only if
     the gate passed), ``standard_normal()`` scale, ``random()`` rotation gate, ``standard_normal()``
-    rotation (only if the gate passed), ``random()`` flip gate (only if ``params.flip``).
+    rotation (only if the gate passed), ``random()`` flip gate (only if ``params.flip``); then,
+    for each enabled colour jitter (brightness, contrast, saturation, in that order), ``random()``
+    gate and, if it passed, ``random()`` for the factor. The colour draws come last, so the
+    official recipe (no colour jitter) draws exactly the official sequence.
 
     Args:
         joints: [K, 2+] pixels; visible: [K]; center, scale: the person's box ([2] each).
@@ -331,10 +446,48 @@ def draw_augmentation(
         limit = params.rotation_factor * 2
         rotation = float(np.clip(rng.standard_normal() * params.rotation_factor, -limit, limit))
     flip = bool(params.flip and rng.random() <= 0.5)
+    colour = list(NO_COLOUR_CHANGE)
+    for position, name in enumerate(COLOUR_JITTERS):
+        amount = getattr(params, name)
+        if amount > 0 and rng.random() < getattr(params, f"{name}_prob"):
+            colour[position] = 1.0 + amount * (2.0 * rng.random() - 1.0)
     return SampleAugmentation(
         center=np.array(center, copy=True), scale=scale, rotation=rotation, flip=flip,
-        half_body=half_body,
+        half_body=half_body, colour=(colour[0], colour[1], colour[2]),
     )
+
+
+# ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale.
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def adjust_colour(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Colour jitter: brightness, then contrast, then saturation, each clipped to [0, 255].
+
+    Args:
+        images: RGB [..., 3, H, W], values in [0, 255] (any dtype; uint8 crops or floats).
+        factors: [..., 3] (brightness, contrast, saturation); 1 leaves an image unchanged.
+            Brightness scales the values; contrast blends with the image's mean grey level;
+            saturation blends each pixel with its grey level (torchvision's definitions).
+
+    Returns:
+        float32 [..., 3, H, W] rounded to whole levels in [0, 255]: the jittered crop as a uint8
+        crop would hold it, so the CPU and the device path normalise the same values.
+    """
+    images = images.float()
+    factors = factors.to(images.device, torch.float32)[..., None, None]  # [..., 3, 1, 1]
+    brightness, contrast, saturation = factors[..., 0:1, :, :], factors[..., 1:2, :, :], \
+        factors[..., 2:3, :, :]
+    weights = torch.tensor(_LUMA_WEIGHTS, device=images.device).view(3, 1, 1)
+
+    def grey(values: torch.Tensor) -> torch.Tensor:
+        return (values * weights).sum(dim=-3, keepdim=True)
+
+    images = (images * brightness).clamp(0, 255)
+    mean_grey = grey(images).mean(dim=(-2, -1), keepdim=True)
+    images = (contrast * images + (1 - contrast) * mean_grey).clamp(0, 255)
+    images = (saturation * images + (1 - saturation) * grey(images)).clamp(0, 255)
+    return images.round()
 
 
 def flip_center_x(center: np.ndarray, image_width: int) -> np.ndarray:
@@ -345,16 +498,29 @@ def flip_center_x(center: np.ndarray, image_width: int) -> np.ndarray:
 
 
 __all__ = [
+    "COLOUR_JITTERS",
+    "DECODE_REDUCTIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NO_COLOUR_CHANGE",
     "PIXEL_STD",
     "AugmentationParams",
     "RandomSource",
     "SampleAugmentation",
+    "adjust_colour",
     "affine_transform_points",
     "box_to_center_scale",
+    "compose_affine",
     "crop_image",
+    "decode_reduction",
     "draw_augmentation",
     "flip_center_x",
     "flip_joints",
     "get_affine_transform",
     "half_body_center_scale",
+    "horizontal_flip_matrix",
+    "normalise",
+    "normalise_bgr",
+    "reduced_to_full_matrix",
+    "warp_image",
 ]

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from pose.evaluation import heatmap_maxima
-from pose.visualize import draw_crop_comparison, heatmap_overlay
+from pose.visualize import denormalize, draw_crop_comparison, heatmap_overlay
 
 LOGGER_NAME = "pose"
 
@@ -95,10 +95,7 @@ def prediction_pictures(model: nn.Module, images: torch.Tensor, joints: torch.Te
     coords, maxvals = heatmap_maxima(heatmaps)
     pixels_per_cell = images.shape[-1] / heatmaps.shape[-1]
     predicted = torch.cat([coords * pixels_per_cell, maxvals.unsqueeze(2)], dim=2).numpy()
-    mean_tensor = torch.tensor(mean).view(1, 3, 1, 1)
-    std_tensor = torch.tensor(std).view(1, 3, 1, 1)
-    rgb = (images.float() * std_tensor + mean_tensor).clamp(0, 1).mul(255).round()
-    rgb = rgb.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    rgb = denormalize(images.float().numpy(), mean, std)
     skeletons = [draw_crop_comparison(crop, prediction, truth, skeleton)
                  for crop, prediction, truth in zip(rgb, predicted, joints.numpy(), strict=True)]
     overlays = [heatmap_overlay(crop, maps) for crop, maps in zip(rgb, heatmaps.numpy(),

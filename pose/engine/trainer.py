@@ -214,6 +214,15 @@ def build_optimizer(parameters, name: str, lr: float, weight_decay: float = 0.0,
                      f"{', '.join(OPTIMIZERS)}")
 
 
+def log_loading_counts(dataset: Any) -> None:
+    """Log what the data loader met so far (missing or corrupt images, EXIF rotations ignored,
+    size mismatches: ``CocoKeypoints.loading_counts()``), if anything."""
+    counts = dataset.loading_counts() if hasattr(dataset, "loading_counts") else {}
+    if any(counts.values()):
+        get_logger().warning("data loading so far (item loads): %s", ", ".join(
+            f"{name} {count}" for name, count in counts.items() if count))
+
+
 def _step_with_lr_factor(optimizer: torch.optim.Optimizer, factor: float,
                          grad_scaler: torch.amp.GradScaler | None = None) -> None:
     """``optimizer.step()`` (through ``grad_scaler`` when given) with every group's LR times
@@ -353,7 +362,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         group_start = (state.batches_done - 1) // accumulate_steps * accumulate_steps
         group_size = min(accumulate_steps, epoch_batches - group_start)
         steps_now = state.batches_done == group_start + group_size
-        if "image" in batch:  # else every image of this batch was unreadable
+        if not batch.keys() <= {"num_skipped"}:  # else every image was unreadable
             batch = {name: value.to(device, non_blocking=True) if torch.is_tensor(value)
                      else value for name, value in batch.items()}
             if batch_transform is not None:
@@ -582,6 +591,7 @@ def fit(model: nn.Module, train_loader: DataLoader, loss_fn: nn.Module,
                         mean_loss, optimizer.param_groups[0]["lr"], state.step,
                         samples_per_second)
             writer.scalars({"train/epoch_loss": mean_loss}, state.step)
+            log_loading_counts(dataset)
             if epoch_done:
                 scheduler.step()
                 state.epoch += 1
