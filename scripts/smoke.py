@@ -55,11 +55,11 @@ def main() -> int:
             try:
                 dataset = preset_dataset(name)
             except (HydraException, OmegaConfBaseException) as error:  # unknown or broken
-                print(f"{name:24s}  FAILED to compose: {str(error).splitlines()[0]}", flush=True)
+                print(f"{name:28s}  FAILED to compose: {str(error).splitlines()[0]}", flush=True)
                 failures.append(name)
                 continue
             if dataset not in roots:
-                print(f"{name:24s}  skipped: no smoke data for data.dataset={dataset}",
+                print(f"{name:28s}  skipped: no smoke data for data.dataset={dataset}",
                       flush=True)
                 skipped.append(name)
                 continue
@@ -89,7 +89,7 @@ def main() -> int:
             value = (json.loads((run_dir / "eval" / "metrics.json").read_text())[metric]
                      if ok else None)
             status = f"ok ({metric} {value:.3f})" if ok else f"FAILED {missing or ''}"
-            print(f"{name:24s} {time.perf_counter() - started:6.1f} s  {status}", flush=True)
+            print(f"{name:28s} {time.perf_counter() - started:6.1f} s  {status}", flush=True)
             if not ok:
                 failures.append(name)
     passed = len(experiments) - len(failures) - len(skipped)
