@@ -1,5 +1,7 @@
 """Shared test fixtures: where the reference facts and the sample data live."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,31 @@ def pycocotools_eval():
 def mpii_sample_dir() -> Path:
     """Five real MPII images with HRNet-json annotations (shipped in tests/data)."""
     return TEST_DATA / "mpii_sample"
+
+
+@pytest.fixture(scope="session")
+def synthetic_coco(tmp_path_factory):
+    """A function generating a small embedded COCO dataset in a new temporary folder and
+    returning its root: ``synthetic_coco(num_train_images, num_val_images, seed, image_size)``
+    (the arguments of :func:`pose.data.synthetic.generate_coco_dataset`)."""
+    from pose.data.synthetic import generate_coco_dataset
+
+    def generate(num_train_images: int, num_val_images: int, seed: int,
+                 image_size: tuple[int, int]) -> Path:
+        root = tmp_path_factory.mktemp("synthetic") / "coco"
+        generate_coco_dataset(root, num_train_images=num_train_images,
+                              num_val_images=num_val_images, seed=seed, image_size=image_size)
+        return root
+
+    return generate
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """A function running ``python -m <module> <overrides...>`` (pose.train, pose.eval) in a
+    subprocess, output captured, and returning the ``CompletedProcess``."""
+    def run(module: str, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    return run

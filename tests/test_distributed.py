@@ -16,7 +16,6 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, Dataset
 
-from pose.data.synthetic import generate_coco_dataset
 from pose.engine.distributed import (
     ResumableSampler,
     cleanup_distributed,
@@ -98,12 +97,10 @@ def test_two_ranks_have_identical_weights_after_every_step(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
+def dataset(synthetic_coco) -> Path:
     # 18 people: 4 batches of 2 per rank, so 2 steps end mid-epoch.
-    generate_coco_dataset(root, num_train_images=10, num_val_images=2, seed=3,
+    return synthetic_coco(num_train_images=10, num_val_images=2, seed=3,
                           image_size=(128, 128))
-    return root
 
 
 def test_torchrun_trains_with_two_processes(dataset, tmp_path):

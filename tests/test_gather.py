@@ -13,7 +13,6 @@ from torch import distributed
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pose.data import CocoKeypoints
-from pose.data.synthetic import generate_coco_dataset
 from pose.engine.inference import Predictions, evaluate_predictions, gather_predictions, predict
 from pose.models import create_model
 
@@ -44,11 +43,9 @@ def _rank(rank: int, root: str, weights_path: str, out_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gather") / "coco"
-    generate_coco_dataset(root, num_train_images=0, num_val_images=3, seed=11,
+def dataset_root(synthetic_coco) -> Path:
+    return synthetic_coco(num_train_images=0, num_val_images=3, seed=11,
                           image_size=(128, 128))
-    return root
 
 
 def test_gather_predictions_equals_one_process(dataset_root, tmp_path):

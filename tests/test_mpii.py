@@ -119,6 +119,18 @@ def test_real_sample_items_and_pckh_ground_truth(mpii_sample_dir, tmp_path):
     np.testing.assert_array_equal(ground_truth.joints[0], np.asarray(annotations[0]["joints"]) - 1)
 
 
+def test_loader_switches_that_need_image_sizes(mpii_sample_dir, tmp_path):
+    """MPII's json gives no image sizes: reduced decoding leaves the crops as they are, and
+    device augmentation is refused at start-up, saying why."""
+    annotations = json.loads((mpii_sample_dir / "test_mpii.json").read_text())
+    root = write_mpii_root(tmp_path, annotations, images_from=mpii_sample_dir)
+    plain = MpiiKeypoints(root, "valid", train=True)
+    reduced = MpiiKeypoints(root, "valid", train=True, reduced_decoding=True)
+    torch.testing.assert_close(reduced[1]["image"], plain[1]["image"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="device augmentation needs every image's size"):
+        MpiiKeypoints(root, "valid", train=True, device_augmentation=True)
+
+
 def test_gt_mat_is_preferred_and_checked(reference_dir, tmp_path):
     fixture = json.loads((reference_dir / "pipeline" / "mpii_get_db.json").read_text())
     root = write_mpii_root(tmp_path, fixture["input_annotations"])

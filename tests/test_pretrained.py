@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from pose.data.synthetic import generate_coco_dataset
 from pose.engine.checkpoint import CheckpointError, save_checkpoint
 from pose.models import create_model, load_backbone_weights, load_pretrained
 
@@ -190,39 +187,34 @@ def test_backbone_of_another_width_is_an_error(tiny_state_dict, tmp_path):
 
 # End to end through the command lines.
 
-def run(module: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True,
-                          text=True, timeout=300, check=False)
-
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
-    generate_coco_dataset(root, num_train_images=2, num_val_images=2, seed=5,
+def dataset(synthetic_coco) -> Path:
+    return synthetic_coco(num_train_images=2, num_val_images=2, seed=5,
                           image_size=(160, 160))
-    return root
 
 
-def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path):
+def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_module):
     path = write_checkpoint(tmp_path / "pose_hrnet_w8_tiny.pth", "bare", tiny_state_dict)
     common = [f"data.root={dataset}", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
               "eval.num_visualize=0"]
 
-    unnamed = run("pose.eval", f"checkpoint={path}", *common, f"hydra.run.dir={tmp_path / 'a'}")
+    unnamed = run_module("pose.eval", f"checkpoint={path}", *common,
+                         f"hydra.run.dir={tmp_path / 'a'}")
     assert unnamed.returncode == 2
     assert f"{path} is not a pose checkpoint" in unnamed.stderr
     assert "model=<name>" in unnamed.stderr and "Traceback" not in unnamed.stderr
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
 
-    wrong = run("pose.eval", f"checkpoint={path}", "model=hrnet_w16_tiny", *common,
-                f"hydra.run.dir={tmp_path / 'b'}")
+    wrong = run_module("pose.eval", f"checkpoint={path}", "model=hrnet_w16_tiny", *common,
+                       f"hydra.run.dir={tmp_path / 'b'}")
     assert wrong.returncode == 2
     assert "do not fit the model hrnet_w16_tiny" in wrong.stderr
     assert "Traceback" not in wrong.stderr
 
     out_dir = tmp_path / "eval"
-    result = run("pose.eval", f"checkpoint={path}", "model=hrnet_w8_tiny", *common,
-                 f"hydra.run.dir={out_dir}")
+    result = run_module("pose.eval", f"checkpoint={path}", "model=hrnet_w8_tiny", *common,
+                        f"hydra.run.dir={out_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| AP" in result.stdout
     assert (out_dir / "metrics.json").is_file() and (out_dir / "results.json").is_file()
@@ -231,22 +223,22 @@ def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path):
 
     # An experiment preset gives the rest of the config; model= on the command line wins.
     preset_dir = tmp_path / "eval_preset"
-    preset = run("pose.eval", f"checkpoint={path}", "experiment=demo", "model=hrnet_w8_tiny",
-                 *common, f"hydra.run.dir={preset_dir}")
+    preset = run_module("pose.eval", f"checkpoint={path}", "experiment=demo", "model=hrnet_w8_tiny",
+                        *common, f"hydra.run.dir={preset_dir}")
     assert preset.returncode == 0, preset.stderr[-3000:]
     config = (preset_dir / "config.yaml").read_text()
     assert "name: hrnet_w8_tiny" in config and "post_process: dark" in config
 
 
-def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path):
+def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path, run_module):
     path = tmp_path / "imagenet.pth"
     classifier = {"incre_modules.0.0.conv1.weight": torch.zeros(1), "classifier.bias": torch.zeros(2)}
     torch.save({**{key: value for key, value in tiny_state_dict.items()
                    if not key.startswith("final_layer.")}, **classifier}, path)
-    result = run("pose.train", "experiment=demo", "model=hrnet_w8_tiny",
-                 f"model.pretrained={path}", f"data.root={dataset}", "train.max_steps=1",
-                 "train.batch_size=2", "train.precision=fp32", "eval.flip_test=false",
-                 "eval.num_visualize=0", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module("pose.train", "experiment=demo", "model=hrnet_w8_tiny",
+                        f"model.pretrained={path}", f"data.root={dataset}", "train.max_steps=1",
+                        "train.batch_size=2", "train.precision=fp32", "eval.flip_test=false",
+                        "eval.num_visualize=0", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = len(tiny_state_dict) - 2
     assert (f"backbone weights from {path}: loaded {loaded} tensors; kept 2 as initialised "

@@ -3,38 +3,29 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from pose.data.synthetic import generate_coco_dataset
 from pose.evaluation import METRIC_NAMES
 
 DETECTIONS = "annotations/person_detections_val2017.json"
 
 
-def run(module: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True,
-                          text=True, timeout=300, check=False)
-
-
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
-    generate_coco_dataset(root, num_train_images=6, num_val_images=3, seed=3,
+def dataset(synthetic_coco) -> Path:
+    return synthetic_coco(num_train_images=6, num_val_images=3, seed=3,
                           image_size=(192, 192))
-    return root
 
 
 @pytest.fixture(scope="module")
-def trained_run(dataset, tmp_path_factory) -> Path:
+def trained_run(dataset, tmp_path_factory, run_module) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
-    result = run("pose.train", "experiment=demo", f"data.root={dataset}", "train.max_steps=2",
-                 "train.batch_size=4", "data.num_workers=0", "device=cpu",
-                 f"hydra.run.dir={run_dir}")
+    result = run_module("pose.train", "experiment=demo", f"data.root={dataset}",
+                        "train.max_steps=2",
+                        "train.batch_size=4", "data.num_workers=0", "device=cpu",
+                        f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -58,11 +49,12 @@ def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset, pyco
     assert dict(zip(METRIC_NAMES, recomputed.tolist())) == pytest.approx(metrics, abs=1e-12)
 
 
-def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset):
+def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset, run_module):
     out_dir = trained_run / "eval_det"
-    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "eval.use_gt_boxes=false",
-                 f"eval.det_file={dataset / DETECTIONS}", "eval.flip_test=false",
-                 f"hydra.run.dir={out_dir}")
+    result = run_module("pose.eval", f"checkpoint={trained_run / 'best.pt'}",
+                        "eval.use_gt_boxes=false",
+                        f"eval.det_file={dataset / DETECTIONS}", "eval.flip_test=false",
+                        f"hydra.run.dir={out_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| AP" in result.stdout
     metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -72,32 +64,35 @@ def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset
     assert {entry["image_id"] for entry in results} <= detected_images
     assert (out_dir / "predictions.jpg").is_file()
 
-    again = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", f"hydra.run.dir={out_dir}")
+    again = run_module("pose.eval", f"checkpoint={trained_run / 'best.pt'}",
+                       f"hydra.run.dir={out_dir}")
     assert again.returncode == 2 and "already holds an evaluation" in again.stderr
     assert json.loads((out_dir / "metrics.json").read_text()) == metrics
 
 
-def test_an_existing_run_is_never_overwritten(trained_run, dataset):
+def test_an_existing_run_is_never_overwritten(trained_run, dataset, run_module):
     before = (trained_run / "last.pt").read_bytes()
-    result = run("pose.train", "experiment=demo", f"data.root={dataset}", "train.max_steps=1",
-                 f"hydra.run.dir={trained_run}")
+    result = run_module("pose.train", "experiment=demo", f"data.root={dataset}",
+                        "train.max_steps=1",
+                        f"hydra.run.dir={trained_run}")
     assert result.returncode == 2
     assert "already holds a training run" in result.stderr
     assert (trained_run / "last.pt").read_bytes() == before
 
 
-def test_experiment_is_refused_for_a_checkpoint_with_its_own_config(trained_run, tmp_path):
-    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "experiment=demo",
-                 f"hydra.run.dir={tmp_path / 'eval'}")
+def test_experiment_is_refused_for_a_checkpoint_with_its_own_config(trained_run, tmp_path,
+                                                                     run_module):
+    result = run_module("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "experiment=demo",
+                        f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 2
     assert "experiment=demo: a pose checkpoint's config already fixes its experiment" in (
         result.stderr)
     assert "Traceback" not in result.stderr
 
 
-def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
-    result = run("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
-                 f"hydra.run.dir={tmp_path / 'eval'}")
+def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path, run_module):
+    result = run_module("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
+                        f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 2
     assert "trained as hrnet_w16_tiny" in result.stderr
     assert "do not fit the model hrnet_w8_tiny" in result.stderr
@@ -111,28 +106,30 @@ def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path):
     (["eval.post_process=darkk"], ("eval.post_process='darkk' is not known: expected one of "
                                    "quarter_offset, dark, none")),
 ])
-def test_bad_input_gets_one_clear_message(overrides, message, tmp_path):
-    result = run("pose.train", "experiment=demo", *overrides, f"hydra.run.dir={tmp_path / 'r'}")
+def test_bad_input_gets_one_clear_message(overrides, message, tmp_path, run_module):
+    result = run_module("pose.train", "experiment=demo", *overrides,
+                        f"hydra.run.dir={tmp_path / 'r'}")
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_eval_without_checkpoint_says_so():
-    result = run("pose.eval")
+def test_eval_without_checkpoint_says_so(run_module):
+    result = run_module("pose.eval")
     assert result.returncode != 0 and "checkpoint=<path> is required" in result.stderr
 
 
-def test_corrupt_training_image_is_skipped_and_counted(dataset, tmp_path):
+def test_corrupt_training_image_is_skipped_and_counted(dataset, tmp_path, run_module):
     import shutil
 
     copy = tmp_path / "coco"
     shutil.copytree(dataset, copy)
     victim = min((copy / "train2017").glob("*.jpg"))
     victim.write_bytes(b"this is not a jpeg")
-    result = run("pose.train", "experiment=demo", f"data.root={copy}", "train.epochs=1",
-                 "train.batch_size=64", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
-                 f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module("pose.train", "experiment=demo", f"data.root={copy}", "train.epochs=1",
+                        "train.batch_size=64", "data.num_workers=0", "device=cpu",
+                        "eval.flip_test=false",
+                        f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     annotations = json.loads((copy / "annotations/person_keypoints_train2017.json").read_text())
     image_id = next(image["id"] for image in annotations["images"]

@@ -16,19 +16,16 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from pose.config import register_configs
-from pose.data.synthetic import generate_coco_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 N = 3  # steps before the kill; the runs take 2N (an epoch is 5 steps)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
+def dataset(synthetic_coco) -> Path:
     # 23 people: 5 batches of 4 per epoch.
-    generate_coco_dataset(root, num_train_images=12, num_val_images=2, seed=4,
+    return synthetic_coco(num_train_images=12, num_val_images=2, seed=4,
                           image_size=(128, 128))
-    return root
 
 
 def train_command(dataset: Path, run_dir: Path, *overrides: str) -> list[str]:
