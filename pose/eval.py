@@ -7,6 +7,7 @@ no config: the command line gives it (``model=<name>`` or ``experiment=<name>``,
 ...) over the schema defaults, and the weights load through ``pose.models.load_pretrained``. Writes
 ``results.json`` (COCO results format), ``metrics.json`` and ``predictions.jpg`` to a new folder
 beside the checkpoint (or ``hydra.run.dir=``), and prints the AP table.
+``torchrun --nproc_per_node=N -m pose.eval ...`` shares the crops out over N processes.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DistributedSampler
 
 from pose.config import (
     build_val_dataset,
@@ -31,14 +33,28 @@ from pose.config import (
     resolve_device,
     run_reporting_errors,
 )
+from pose.data import build_loader
 from pose.engine.checkpoint import (
     evaluation_weights,
     is_pose_checkpoint,
     load_model_weights,
     read_checkpoint_file,
 )
-from pose.engine.inference import evaluate_predictions, predict, write_evaluation
+from pose.engine.distributed import (
+    DistributedContext,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+    shared_output_dir,
+)
+from pose.engine.inference import (
+    evaluate_predictions,
+    gather_predictions,
+    predict,
+    write_evaluation,
+)
 from pose.engine.logger import setup_logging
+from pose.engine.trainer import use_channels_last
 from pose.models import create_model, list_models, load_pretrained
 from pose.visualize import save_prediction_grid
 
@@ -63,10 +79,6 @@ def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> No
 
 
 def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
-        raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
-                              "Choose another folder with hydra.run.dir=...")
     checkpoint = read_checkpoint_file(cli_cfg.checkpoint)
     overrides = list(HydraConfig.get().overrides.task)
     ours = is_pose_checkpoint(checkpoint)
@@ -75,9 +87,30 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     else:  # official or mmpose weights: the schema defaults under the command line
         check_foreign_checkpoint_config(cli_cfg.checkpoint, overrides)
         cfg = cli_cfg
-    out_dir.mkdir(parents=True, exist_ok=True)
-    logger = setup_logging(out_dir)
-    device = resolve_device(cfg.device)
+    context = init_distributed(resolve_device(cfg.device))
+    try:
+        return run_evaluation(cfg, checkpoint, ours, context)
+    finally:
+        cleanup_distributed()
+
+
+def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
+                   context: DistributedContext) -> dict[str, float]:
+    """Predict, score and write the evaluation. Under torchrun every process predicts its share
+    of the crops; rank 0 scores the gathered predictions and writes the files."""
+    out_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
+    error = None
+    if context.is_main and ((out_dir / "metrics.json").exists()
+                            or (out_dir / "results.json").exists()):
+        error = FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
+                                "Choose another folder with hydra.run.dir=...")
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+    if context.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    logger = setup_logging(out_dir, is_main=context.is_main)
+    device = context.device
     check_eval_config(cfg.eval)
 
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
@@ -91,21 +124,26 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
     else:
         load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
     model.to(device)
-    if cfg.train.channels_last:
+    if use_channels_last(cfg.train.channels_last, device):
         model.to(memory_format=torch.channels_last)
     dataset = build_val_dataset(cfg)
-    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
-                        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    sampler = (DistributedSampler(dataset, context.world_size, context.rank, shuffle=False)
+               if context.enabled else None)
+    loader = build_loader(dataset, cfg.eval.batch_size, sampler=sampler,
+                          num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     boxes = "GT boxes" if cfg.eval.use_gt_boxes else f"detections from {cfg.eval.det_file}"
-    logger.info("evaluating %s (%s) on %s/%s, %d crops from %s, flip test %s",
+    logger.info("evaluating %s (%s) on %s/%s, %d crops from %s, flip test %s, %d process%s",
                 cfg.checkpoint, cfg.model.name, cfg.data.root, cfg.data.val_split, len(dataset),
-                boxes, "on" if cfg.eval.flip_test else "off")
+                boxes, "on" if cfg.eval.flip_test else "off", context.world_size,
+                "es" if context.enabled else "")
 
     spec = keypoint_spec(cfg.data)
-    predictions = predict(model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
-                          shift_heatmap=cfg.eval.shift_heatmap,
-                          post_process=cfg.eval.post_process,
-                          sigma=cfg.data.sigma)
+    predictions = gather_predictions(predict(
+        model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
+        shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
+        sigma=cfg.data.sigma))
+    if not context.is_main:
+        return {}
     evaluation = evaluate_predictions(predictions, dataset,
                                       visibility_threshold=cfg.eval.visibility_threshold,
                                       oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)

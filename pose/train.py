@@ -37,6 +37,7 @@ from pose.engine.distributed import (
     broadcast_object,
     cleanup_distributed,
     init_distributed,
+    shared_output_dir,
 )
 from pose.engine.ema import ModelEma
 from pose.engine.inference import (
@@ -65,10 +66,7 @@ register_configs()
 def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path, Path | None]:
     """The run folder (rank 0's: under torchrun each rank resolved ``${now:}`` itself) and the
     checkpoint to resume from; refuses a folder that holds a run unless resuming it."""
-    own_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir = Path(broadcast_object(str(own_dir)))
-    if own_dir != run_dir and own_dir.is_dir() and not any(own_dir.iterdir()):
-        own_dir.rmdir()  # Hydra made it for this rank a second later than rank 0's
+    run_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
     # Rank 0 decides; every rank raises its error (they all stop, rather than wait for rank 0).
     error, resume_path = None, None
     if context.is_main:

@@ -123,6 +123,22 @@ def test_torchrun_trains_with_two_processes(dataset, tmp_path):
     assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert (run_dir / "metrics.json").is_file() and (run_dir / "best.pt").is_file()
 
+    # pose.eval under torchrun: each process predicts its share of the crops (the sampler pads
+    # the shares to equal length), rank 0 scores the gathered ones: the numbers equal one
+    # process's.
+    evaluate = ["-m", "pose.eval", f"checkpoint={run_dir / 'best.pt'}", "eval.num_visualize=0"]
+    two = subprocess.run([*command[:5], *evaluate, f"hydra.run.dir={tmp_path / 'eval2'}"],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-4000:]
+    assert "2 processes" in (tmp_path / "eval2" / "log.txt").read_text()
+    one = subprocess.run([sys.executable, *evaluate, f"hydra.run.dir={tmp_path / 'eval1'}"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert one.returncode == 0, one.stderr[-4000:]
+    for name in ("metrics.json", "results.json"):
+        assert ((tmp_path / "eval2" / name).read_text()
+                == (tmp_path / "eval1" / name).read_text()), name
+
 
 def test_submitit_launcher_runs_one_ddp_process_per_task(dataset, tmp_path):
     """Hydra's submitit launcher with its local executor and two tasks: the code path of a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -93,6 +94,16 @@ def broadcast_object(value: T, source: int = 0) -> T:
     holder: list[Any] = [value]
     dist.broadcast_object_list(holder, src=source)
     return holder[0]
+
+
+def shared_output_dir(own_dir: Path) -> Path:
+    """Rank 0's output folder on every rank. Under torchrun each process composes the config
+    itself, so a ``${now:...}`` folder name may differ by a second between ranks; a folder
+    Hydra made for this rank that is not rank 0's, and is still empty, is removed."""
+    shared = Path(broadcast_object(str(own_dir)))
+    if own_dir != shared and own_dir.is_dir() and not any(own_dir.iterdir()):
+        own_dir.rmdir()
+    return shared
 
 
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:

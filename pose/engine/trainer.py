@@ -78,6 +78,11 @@ def grad_scaler_for(autocast: torch.dtype | None, device: torch.device
     return torch.amp.GradScaler(device.type)
 
 
+def use_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """``train.channels_last`` resolved: None means on with CUDA, off on the CPU."""
+    return device.type == "cuda" if channels_last is None else bool(channels_last)
+
+
 def prepare_model(model: nn.Module, context: DistributedContext, *,
                   channels_last: bool | None = None, compile_model: bool = False,
                   sync_bn: bool = False, cudnn_benchmark: bool = True) -> nn.Module:
@@ -94,10 +99,8 @@ def prepare_model(model: nn.Module, context: DistributedContext, *,
     """
     device = context.device
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    if channels_last is None:
-        channels_last = device.type == "cuda"
     model.to(device)
-    if channels_last:
+    if use_channels_last(channels_last, device):
         model.to(memory_format=torch.channels_last)
     train_model = model
     if context.enabled:
