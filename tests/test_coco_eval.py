@@ -144,6 +144,15 @@ def test_tensor_input_equals_result_dicts():
     bad[1, 4, 0] = float("nan")
     with pytest.raises(ValueError, match="result 1 .*non-finite"):
         evaluate_coco_keypoints_tensors(gt, image_ids[:3], bad, scores[:3])
+    bad[1, 4, 0] = -float("inf")
+    with pytest.raises(ValueError, match="result 1 .*non-finite"):
+        evaluate_coco_keypoints_tensors(gt, image_ids[:3], bad, scores[:3])
+    # Finite coordinates whose sum overflows, and a non-finite keypoint score (unused, as in
+    # pycocotools), are accepted.
+    fine = keypoints[:3].clone().to(torch.float64)
+    fine[0, :, :2] = 1e308
+    fine[2, 3, 2] = float("nan")
+    evaluate_coco_keypoints_tensors(gt, image_ids[:3], fine, scores[:3])
     with pytest.raises(ValueError, match="16 keypoints per person, the ground truth 17"):
         evaluate_coco_keypoints_tensors(gt, image_ids[:3], keypoints[:3, :16], scores[:3])
 

@@ -692,8 +692,8 @@ def _precision_recall(true_positive: torch.Tensor, ignored: torch.Tensor, npig: 
     num_rows = num_areas * num_thresholds  # row = area * T + threshold
     true_positive = true_positive.reshape(num_dets, num_rows).T.contiguous()
     ignored = ignored.reshape(num_dets, num_rows).T.contiguous()
-    tp_total = true_positive.sum(dim=1)  # [rows]
     row, position = torch.nonzero(true_positive, as_tuple=True)  # by row, then position
+    tp_total = torch.bincount(row, minlength=num_rows)  # [rows]
     ignored_so_far = torch.cumsum(ignored, dim=1, dtype=torch.int32)[row, position]
     rank = torch.arange(1, row.shape[0] + 1, device=device) - (
         torch.cumsum(tp_total, 0) - tp_total)[row]  # m: 1, 2, ... within each row
@@ -866,7 +866,9 @@ def evaluate_coco_keypoints_tensors(
     image_index = torch.searchsorted(known, image_ids).clamp(max=max(len(known) - 1, 0))
     unknown = known[image_index] != image_ids
     finite = torch.ones(count, dtype=torch.bool)
-    if not bool(torch.isfinite(keypoints[..., :2]).all()):
+    # A non-finite value makes the sum non-finite, so a finite sum proves every coordinate
+    # finite: one contiguous sum is ~8x cheaper than isfinite over the coordinates.
+    if not bool(torch.isfinite(keypoints.sum())):
         finite = torch.isfinite(keypoints[..., :2]).all(dim=2).all(dim=1)
     for problem, where in ((unknown, "has an image id that is not in the ground truth"),
                            (~finite, "has non-finite (NaN or infinite) keypoint coordinates"),
