@@ -29,7 +29,13 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(AugmentationParams):
+    """``data.*``: the dataset, the crop geometry, the loader; and, inherited from
+    :class:`pose.data.AugmentationParams` (one definition), the training augmentation keys
+    (``scale_factor``, ``rotation_factor``, ``rotation_prob``, ``flip``, ``half_body_prob``,
+    ``half_body_min_joints``, colour jitter ``brightness``/``contrast``/``saturation`` and their
+    ``*_prob``), official HRNet COCO values by default."""
+
     dataset: str = "coco"  # keypoint layout and dataset format: "coco" or "mpii"
     root: str = "data/coco"  # dataset folder, layout in data/README.md
     train_split: str = "train2017"
@@ -38,21 +44,6 @@ class DataConfig:
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
     sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
     num_workers: int = 4
-    # Training augmentation (official HRNet COCO values by default).
-    scale_factor: float = 0.35  # scale *= clip(1 + N(0,1)*f, 1-f, 1+f)
-    rotation_factor: float = 45.0  # degrees: clip(N(0,1)*f, -2f, 2f)
-    rotation_prob: float = 0.6
-    flip: bool = True
-    half_body_prob: float = 0.3
-    half_body_min_joints: int = 8  # half-body only when more joints than this are labelled
-    # Colour jitter (not in the official recipes: 0 = off): with probability <kind>_prob the
-    # crop's brightness/contrast/saturation is multiplied by U(1 - value, 1 + value).
-    brightness: float = 0.0
-    brightness_prob: float = 0.5
-    contrast: float = 0.0
-    contrast_prob: float = 0.5
-    saturation: float = 0.0
-    saturation_prob: float = 0.5
     # Training loader speed-ups (data/README.md). reduced_decoding: decode JPEGs at 1/2, 1/4 or
     # 1/8 size when the crop is that much smaller than the person box (same crop up to
     # interpolation, not bit-equal to the official one). device_augmentation: the loader only
@@ -120,6 +111,9 @@ class EvalConfig:
     post_process: str = "quarter_offset"
     batch_size: int = 32
     visibility_threshold: float = 0.2  # joints above this maxval count in the rescoring
+    # Duplicate poses per image (COCO): "oks" (official OKS-NMS), "soft_oks" (the official
+    # Gaussian soft OKS-NMS, width oks_nms_threshold, at most 20 poses per image) or "none".
+    nms: str = "oks"
     oks_nms_threshold: float = 0.9
     num_visualize: int = 8  # val images drawn with predicted skeletons (0: none)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 from pose.data.coco import CocoKeypoints
 from pose.data.keypoints import MPII_KEYPOINTS, KeypointSpec
 from pose.data.transforms import PIXEL_STD, AugmentationParams
+from pose.evaluation.pckh import PckhGroundTruth
 
 _LAYOUT_HELP = ("expected <root>/annot/<split>.json (HRNet's MPII json) with images in "
                 "<root>/images/ (see data/README.md)")
@@ -36,16 +36,6 @@ _LAYOUT_HELP = ("expected <root>/annot/<split>.json (HRNet's MPII json) with ima
 CENTER_SHIFT = 15.0
 SCALE_FACTOR = 1.25
 NUM_JOINTS = 16
-
-
-@dataclass(frozen=True)
-class PckhGroundTruth:
-    """What PCKh compares predictions with, one row per person of the split."""
-
-    joints: np.ndarray  # [N, 16, 2] float64, 0-based pixels
-    visible: np.ndarray  # [N, 16] int64, 1 where annotated
-    head_boxes: np.ndarray  # [N, 2, 2] float64, two corners, 0-based pixels
-    source: str  # the file they were read from
 
 
 def mpii_record(annotation: dict[str, Any], where: str) -> dict[str, Any]:

@@ -341,7 +341,7 @@ COLOUR_JITTERS = ("brightness", "contrast", "saturation")
 NO_COLOUR_CHANGE = (1.0, 1.0, 1.0)
 
 
-@dataclass(frozen=True)
+@dataclass
 class AugmentationParams:
     """Training augmentation of the official recipe (COCO: 0.35, 45, 0.6, True, 0.3, 8).
 
@@ -353,6 +353,9 @@ class AugmentationParams:
     brightness, contrast, saturation: colour jitter (not in the official recipe, so 0 = off by
         default): with probability ``<kind>_prob`` the crop's brightness, contrast or saturation
         is multiplied by a factor drawn from U(1 - value, 1 + value) (see :func:`adjust_colour`).
+
+    These fields are also the ``data.*`` config keys of the same names
+    (:class:`pose.config.DataConfig` derives from this class).
     """
 
     scale_factor: float = 0.35

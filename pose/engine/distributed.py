@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
@@ -81,12 +82,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    """Wait until every rank gets here (a no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def broadcast_object(value: T, source: int = 0) -> T:
     """Rank ``source``'s ``value`` (any picklable object) on every rank."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -94,6 +89,25 @@ def broadcast_object(value: T, source: int = 0) -> T:
     holder: list[Any] = [value]
     dist.broadcast_object_list(holder, src=source)
     return holder[0]
+
+
+def decide_on_main(decide: Callable[[], T]) -> T:
+    """``decide()`` run on rank 0 alone, its result (or its error) given to every rank.
+
+    For checks that only one process may make (does the output folder already hold a run?):
+    a ``OSError`` or ``ValueError`` it raises is raised on every rank, so that all of them stop
+    rather than wait for rank 0.
+    """
+    error, value = None, None
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        try:
+            value = decide()
+        except (OSError, ValueError) as raised:
+            error = raised
+    error, value = broadcast_object((error, value))
+    if error is not None:
+        raise error
+    return value
 
 
 def shared_output_dir(own_dir: Path) -> Path:

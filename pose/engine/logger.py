@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from pose.evaluation import heatmap_maxima
 from pose.visualize import denormalize, draw_crop_comparison, heatmap_overlay
@@ -19,6 +20,15 @@ LOGGER_NAME = "pose"
 
 def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
+
+
+def progress(iterable, description: str, total: int | None = None,
+             disable: bool = False) -> tqdm:
+    """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
+    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
+                mininterval=0.5 if interactive else 30.0, disable=disable)
 
 
 def setup_logging(run_dir: str | Path | None = None, is_main: bool = True) -> logging.Logger:

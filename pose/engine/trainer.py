@@ -26,8 +26,7 @@ from torch.utils.data import DataLoader
 from pose.engine.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from pose.engine.distributed import DistributedContext, ResumableSampler, mean_over_ranks
 from pose.engine.ema import ModelEma
-from pose.engine.inference import progress
-from pose.engine.logger import ScalarWriter, get_logger
+from pose.engine.logger import ScalarWriter, get_logger, progress
 
 
 def seed_everything(seed: int) -> None:

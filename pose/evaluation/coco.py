@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from pose.evaluation.coco_eval import METRIC_NAMES
-from pose.evaluation.nms import batched_oks_nms, rescore
+from pose.evaluation.nms import batched_nms, rescore
 
 PERSON_CATEGORY_ID = 1
 
@@ -35,13 +35,15 @@ def rescore_and_nms(
     visibility_threshold: float = 0.2,
     oks_threshold: float = 0.9,
     pixel_std: float = 200.0,
+    nms: str = "oks",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official rescoring and per-image OKS-NMS of a whole result set (official
     ``evaluate``), batched across images.
 
     Each pose is rescored to ``mean(maxvals > visibility_threshold) * box_score`` (see
-    :func:`pose.evaluation.nms.rescore`), then :func:`pose.evaluation.nms.batched_oks_nms` runs
-    within each image with the area of the padded box, ``prod(scale * pixel_std)``.
+    :func:`pose.evaluation.nms.rescore`), then the NMS ``nms`` (official: "oks",
+    :func:`pose.evaluation.nms.batched_nms`) runs within each image with the area of the padded
+    box, ``prod(scale * pixel_std)``.
 
     Args:
         maxvals: [N, K] joint confidences.
@@ -51,12 +53,14 @@ def rescore_and_nms(
         image_ids: [N] COCO image ids.
         sigmas: [K] OKS sigmas for the NMS; None means the COCO ones.
         visibility_threshold: official ``IN_VIS_THRE``.
-        oks_threshold: official ``OKS_THRE``.
+        oks_threshold: official ``OKS_THRE`` (the Gaussian width for "soft_oks").
         pixel_std: the scale unit in pixels.
+        nms: "oks", "soft_oks" or "none" (:data:`pose.evaluation.nms.NMS_METHODS`).
 
     Returns:
         ``(kept, scores)``: int64 indices of the kept poses, images in order of first appearance
-        and each image's poses highest score first (the official order of the written results);
+        and each image's poses in the NMS's keep order (for "oks", highest score first: the
+        official order of the written results);
         the [N] float64 rescored scores of all poses.
     """
     keypoints_np = _to_numpy(keypoints)
@@ -79,10 +83,10 @@ def rescore_and_nms(
     areas = np.prod(scales_np * np.asarray(pixel_std, dtype=scales_np.dtype), axis=1)
     scores = rescore(torch.from_numpy(maxvals_np), box_scores, visibility_threshold)
     poses = torch.from_numpy(np.concatenate([keypoints_np, maxvals_np[..., None]], axis=2))
-    kept = batched_oks_nms(poses.to(torch.float64), scores,
-                           torch.from_numpy(areas).to(torch.float64),
-                           torch.from_numpy(image_ids_np.astype(np.int64)),
-                           threshold=oks_threshold, sigmas=sigmas)
+    kept = batched_nms(nms, poses.to(torch.float64), scores,
+                       torch.from_numpy(areas).to(torch.float64),
+                       torch.from_numpy(image_ids_np.astype(np.int64)),
+                       threshold=oks_threshold, sigmas=sigmas)
     return kept, scores
 
 

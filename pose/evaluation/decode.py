@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,25 @@ QUARTER_OFFSET = 0.25
 # Sub-cell refinements of the argmax that decode_heatmaps offers: the official quarter offset,
 # DARK's Taylor step on the modulated log-heatmap, or none.
 POST_PROCESSES = ("quarter_offset", "dark", "none")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How heatmaps become keypoints (the ``eval.*`` keys that act before scoring).
+
+    flip_pairs: (left, right) joint ids of the keypoint set, for the flip test.
+    flip_test: average the heatmaps of each crop and of its mirror image.
+    shift_heatmap: shift the flipped heatmaps one column right (official flip test).
+    post_process: "quarter_offset" (official), "dark" or "none"
+        (:func:`decode_heatmaps`).
+    sigma: the training targets' Gaussian sigma, heatmap cells ("dark" modulates with it).
+    """
+
+    flip_pairs: tuple[tuple[int, int], ...]
+    flip_test: bool = True
+    shift_heatmap: bool = True
+    post_process: str = "quarter_offset"
+    sigma: float = 2.0
 
 
 def _check_heatmaps(heatmaps: torch.Tensor, name: str = "heatmaps") -> None:

@@ -621,6 +621,48 @@ def soft_oks_nms(
                                 visibility_threshold, max_detections).tolist()
 
 
+# Per-image suppression of duplicate poses: the official OKS-NMS, the official Gaussian soft
+# OKS-NMS (its SOFT_NMS switch), or none.
+NMS_METHODS = ("oks", "soft_oks", "none")
+
+
+def batched_nms(
+    method: str,
+    keypoints: torch.Tensor,
+    scores: torch.Tensor,
+    areas: torch.Tensor,
+    groups: torch.Tensor,
+    threshold: float = 0.9,
+    sigmas: Sequence[float] | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The poses each group (image) keeps under the NMS ``method`` (one of :data:`NMS_METHODS`).
+
+    "oks": :func:`batched_oks_nms` (``threshold``: the OKS above which a pose is dropped);
+    "soft_oks": :func:`batched_soft_oks_nms` (``threshold``: the Gaussian width; at most 20
+    poses per image, the official ``max_dets``); "none": every pose.
+
+    Args:
+        keypoints: [N, K, 3] (x, y, score) in pixels.
+        scores: [N] pose scores.
+        areas: [N] areas in square pixels.
+        groups: [N] int group ids (image ids).
+        threshold: see above.
+        sigmas: [K] OKS sigmas (None: COCO's).
+
+    Returns:
+        int64 indices: groups in order of first appearance, each group's poses in the order
+        the method keeps them (highest score first for "oks" and "none").
+    """
+    if method == "oks":
+        return batched_oks_nms(keypoints, scores, areas, groups, threshold, sigmas)
+    if method == "soft_oks":
+        return batched_soft_oks_nms(keypoints, scores, areas, groups, threshold, sigmas)
+    if method == "none":
+        return grouped_score_order(scores, groups)
+    raise ValueError(f"NMS method {method!r} is not known: expected one of "
+                     f"{', '.join(NMS_METHODS)}")
+
+
 def rescore(
     maxvals: torch.Tensor,
     box_scores: torch.Tensor | Sequence[float],

@@ -13,6 +13,8 @@ published numbers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -30,6 +32,16 @@ PCKH_GROUPS: dict[str, tuple[int, ...]] = {
 EXCLUDED_FROM_MEAN = (6, 7)  # pelvis and thorax
 PCKH_NAMES: tuple[str, ...] = (*PCKH_GROUPS, "Mean", "Mean@0.1", OFFICIAL_MEAN_AT_01)
 NUM_MPII_JOINTS = 16
+
+
+@dataclass(frozen=True)
+class PckhGroundTruth:
+    """What PCKh compares predictions with, one row per person of the split."""
+
+    joints: np.ndarray  # [N, 16, 2] float64, 0-based pixels
+    visible: np.ndarray  # [N, 16] int64, 1 where annotated
+    head_boxes: np.ndarray  # [N, 2, 2] float64, two corners, 0-based pixels
+    source: str  # the file they were read from
 
 
 def _check_shapes(pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor,
