@@ -33,7 +33,7 @@ from pose.data import (
     build_loader,
     collate_skip_none,
 )
-from pose.data.coco import jpeg_exif_orientation
+from pose.data.exif import jpeg_exif_orientation
 from pose.data.loading import keep_freed_memory_for_reuse
 from pose.data.transforms import (
     compose_affine,
