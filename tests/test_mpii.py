@@ -227,7 +227,7 @@ def write_release(path, images):
 
 
 def test_convert_mpii_release(tmp_path):
-    from pose.data.mpii import convert_mpii_release
+    from pose.data.converters.mpii import convert_mpii_release
 
     full = {joint: (10.0 + joint, 20.0 + 2 * joint, joint % 2) for joint in range(16)}
     partial = {0: (5.0, 6.0, "1"), 9: (7.5, 8.5, np.zeros((0, 0)))}
