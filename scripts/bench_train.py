@@ -39,7 +39,6 @@ from hydra import compose, initialize_config_dir
 
 from pose.config import build_dataset, register_configs, resolve_device
 from pose.data import collate_skip_none
-from pose.data.synthetic import generate_coco_dataset
 from pose.engine.distributed import DistributedContext, ResumableSampler
 from pose.engine.trainer import (
     TrainState,
@@ -51,6 +50,7 @@ from pose.engine.trainer import (
 )
 from pose.losses import build_loss
 from pose.models import create_model
+from pose.synthetic import generate_coco_dataset
 
 CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
 MODES = {  # precision, channels_last, compile

@@ -72,8 +72,8 @@ def mpii_sample_dir() -> Path:
 def synthetic_coco(tmp_path_factory):
     """A function generating a small embedded COCO dataset in a new temporary folder and
     returning its root: ``synthetic_coco(num_train_images, num_val_images, seed, image_size)``
-    (the arguments of :func:`pose.data.synthetic.generate_coco_dataset`)."""
-    from pose.data.synthetic import generate_coco_dataset
+    (the arguments of :func:`pose.synthetic.generate_coco_dataset`)."""
+    from pose.synthetic import generate_coco_dataset
 
     def generate(num_train_images: int, num_val_images: int, seed: int,
                  image_size: tuple[int, int]) -> Path:

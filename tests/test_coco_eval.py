@@ -25,16 +25,19 @@ from pose.evaluation import (
     format_metrics_table,
     load_coco_keypoint_ground_truth,
 )
-from pose.evaluation.synthetic_results import (
-    RandomSetParams,
-    default_sigmas,
-    random_keypoint_eval_set,
-)
+from pose.synthetic import RandomSetParams, random_keypoint_eval_set
 
 # Official name_value keys in METRIC_NAMES order.
 OFFICIAL_NAMES = ("AP", "Ap .5", "AP .75", "AP (M)", "AP (L)",
                   "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 TOLERANCE = 1e-9
+
+
+def default_sigmas(num_keypoints: int) -> list[float] | None:
+    """pycocotools' sigmas for 17 keypoints (None), else a spread of plausible values."""
+    if num_keypoints == COCO_KEYPOINTS.num_joints:
+        return None
+    return np.linspace(0.025, 0.107, num_keypoints).tolist()
 
 
 def assert_equal_to_pycocotools(reference, gt, results, sigmas=None, device=None):

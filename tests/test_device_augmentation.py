@@ -14,12 +14,12 @@ import torch
 
 from pose.data import AugmentationParams, CocoKeypoints, DeviceAugmentation, collate_skip_none
 from pose.data.device import warp_images
-from pose.data.synthetic import generate_coco_dataset
 from pose.data.targets import heatmap_targets
 from pose.engine.logger import ScalarWriter
 from pose.engine.trainer import TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
+from pose.synthetic import generate_coco_dataset
 
 SPLIT = "val2017"
 LEVEL = 1 / 255 / 0.225  # one uint8 level after normalisation (the smallest std)

@@ -269,7 +269,7 @@ def test_convert_mpii_release(tmp_path):
 
 
 def test_synthetic_mpii_dataset(tmp_path):
-    from pose.data.synthetic import generate_mpii_dataset
+    from pose.synthetic import generate_mpii_dataset
 
     summary = generate_mpii_dataset(tmp_path / "mpii", num_train_images=2, num_val_images=2,
                                     seed=4, image_size=(128, 128))

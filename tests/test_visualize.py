@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from pose.data.keypoints import COCO_KEYPOINTS
-from pose.data.synthetic import generate_coco_dataset
+from pose.synthetic import generate_coco_dataset
 from pose.visualize import draw_pose, save_prediction_grid, tile_grid, training_sample_tiles
 
 
