@@ -8,12 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pose.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model_weights,
-    save_checkpoint,
-)
+from pose.engine.checkpoint import load_checkpoint, save_checkpoint
 from pose.engine.logger import ScalarWriter
 from pose.engine.trainer import (
     TrainState,
@@ -26,6 +21,7 @@ from pose.engine.trainer import (
     train_one_epoch,
 )
 from pose.losses import build_loss
+from pose.models.weights import CheckpointError, load_model_weights
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pose.engine.checkpoint import CheckpointError, save_checkpoint
-from pose.models import create_model, load_backbone_weights, load_pretrained
+from pose.engine.checkpoint import save_checkpoint
+from pose.models import PoseModel, create_model, load_backbone_weights, load_pretrained
+from pose.models.weights import CheckpointError
 
 LITE_HRNET = "lite_hrnet_18"
 # Keys of an official HRNet ImageNet classifier that the pose network does not have.
@@ -183,6 +184,53 @@ def test_backbone_of_another_width_is_an_error(tiny_state_dict, tmp_path):
     torch.save({"classifier.weight": torch.zeros(2, 2)}, unrelated)
     with pytest.raises(CheckpointError, match="missing keys: conv1.weight"):
         load_backbone_weights(create_model("hrnet_w8_tiny"), unrelated)
+
+
+def _head_keys(model: torch.nn.Module) -> list[str]:
+    head = {id(tensor) for tensor in model.head.state_dict(keep_vars=True).values()}
+    return [key for key, tensor in model.state_dict(keep_vars=True).items() if id(tensor) in head]
+
+
+@pytest.mark.parametrize(("name", "expected_head"), [
+    ("hrnet_w8_tiny", ["final_layer.weight", "final_layer.bias"]),
+    ("naive_lite_hrnet_18", ["keypoint_head.final_layer.weight", "keypoint_head.final_layer.bias"]),
+])
+def test_backbone_loading_keeps_model_head(name, expected_head, tmp_path):
+    torch.manual_seed(0)
+    trained = create_model(name, num_joints=3).state_dict()
+    model = create_model(name, num_joints=3)
+    assert _head_keys(model) == expected_head
+    path = tmp_path / "backbone.pth"
+    torch.save({key: value for key, value in trained.items() if key not in expected_head}, path)
+    report = load_backbone_weights(model, path)
+    assert report.initialised == expected_head and report.ignored == []
+    assert report.loaded == [key for key in trained if key not in expected_head]
+
+
+class _RenamedHead(PoseModel):
+    """A pose model whose head is registered under a name no file format uses."""
+
+    def __init__(self) -> None:
+        super().__init__(num_joints=2)
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.heatmap_layer = torch.nn.Conv2d(4, 2, 1)
+
+    backbone = property(lambda self: self.stem)
+    head = property(lambda self: self.heatmap_layer)
+
+    def forward_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.stem(images)]
+
+
+def test_backbone_loading_finds_the_head_by_model_head_not_by_name(tmp_path):
+    model = _RenamedHead()
+    path = tmp_path / "stem.pth"
+    stem = {"stem.weight": torch.randn(4, 3, 3, 3), "stem.bias": torch.randn(4)}
+    torch.save(stem, path)
+    report = load_backbone_weights(model, path)
+    assert report.loaded == ["stem.weight", "stem.bias"]
+    assert report.initialised == ["heatmap_layer.weight", "heatmap_layer.bias"]
+    assert torch.equal(model.stem.weight, stem["stem.weight"])
 
 
 # End to end through the command lines.

@@ -11,12 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pose.engine.checkpoint import (
-    CheckpointError,
-    evaluation_weights,
-    load_checkpoint,
-    resume_checkpoint_path,
-)
+from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import DistributedContext, ResumableSampler
 from pose.engine.ema import ModelEma
 from pose.engine.logger import ScalarWriter, prediction_pictures
@@ -30,6 +25,7 @@ from pose.engine.trainer import (
     train_one_epoch,
 )
 from pose.losses import build_loss
+from pose.models.weights import CheckpointError, evaluation_weights
 
 CPU = torch.device("cpu")
 
