@@ -48,7 +48,7 @@ from pose.engine.inference import (
     write_evaluation,
 )
 from pose.engine.logger import setup_logging
-from pose.engine.trainer import use_channels_last
+from pose.engine.precision import use_channels_last
 from pose.models import create_model, list_models, load_pretrained
 from pose.models.weights import (
     evaluation_weights,

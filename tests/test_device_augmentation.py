@@ -15,8 +15,8 @@ import torch
 from pose.data import AugmentationParams, CocoKeypoints, DeviceAugmentation, collate_skip_none
 from pose.data.device import warp_images
 from pose.data.targets import heatmap_targets
-from pose.engine.logger import ScalarWriter
-from pose.engine.trainer import TrainState, train_one_epoch
+from pose.engine.logger import ScalarWriter, StepLogger
+from pose.engine.trainer import TrainParts, TrainSettings, TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
 from pose.synthetic import generate_coco_dataset
@@ -129,9 +129,9 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     state = TrainState()
     writer = ScalarWriter(tmp_path)
     try:
-        mean_loss, _ = train_one_epoch(model, loader, loss_fn, optimizer, torch.device("cpu"),
-                                       state, writer, max_steps=2,
-                                       batch_transform=recording_transform)
+        parts = TrainParts(model, loss_fn, optimizer, batch_transform=recording_transform)
+        mean_loss, _ = train_one_epoch(parts, loader, torch.device("cpu"), state,
+                                       TrainSettings(max_steps=2), StepLogger(writer))
     finally:
         writer.close()
     assert state.step == 2 and len(seen) == 2 and np.isfinite(mean_loss)

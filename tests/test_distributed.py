@@ -21,8 +21,10 @@ from pose.engine.distributed import (
     cleanup_distributed,
     init_distributed,
 )
-from pose.engine.logger import ScalarWriter
-from pose.engine.trainer import TrainState, build_optimizer, prepare_model, train_one_epoch
+from pose.engine.logger import ScalarWriter, StepLogger
+from pose.engine.optim import build_optimizer
+from pose.engine.precision import prepare_model
+from pose.engine.trainer import TrainParts, TrainSettings, TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
 
@@ -69,9 +71,10 @@ def train_on_one_rank(rank: int, port: int, out_dir: str) -> None:
         optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
         digests: list[str] = []
         optimizer.register_step_post_hook(lambda *_: digests.append(parameter_digest(model)))
-        train_one_epoch(train_model, loader, build_loss("mse"), optimizer, context.device,
-                        TrainState(), ScalarWriter(None), max_steps=STEPS, log_interval=1,
-                        world_size=WORLD_SIZE, show_progress=False)
+        parts = TrainParts(train_model, build_loss("mse"), optimizer)
+        meter = StepLogger(ScalarWriter(None), world_size=WORLD_SIZE, show_progress=False)
+        train_one_epoch(parts, loader, context.device, TrainState(),
+                        TrainSettings(max_steps=STEPS, log_interval=1), meter)
         record = {"initial": initial, "digests": digests,
                   "indices": [int(i) for i in sampler][:STEPS * 2]}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))

@@ -135,7 +135,7 @@ def test_a_diverging_run_stops_with_one_clear_line(dataset, tmp_path):
 
 def test_sync_bn_on_the_cpu_under_ddp_is_refused():
     from pose.engine.distributed import DistributedContext
-    from pose.engine.trainer import prepare_model
+    from pose.engine.precision import prepare_model
 
     context = DistributedContext(rank=0, world_size=2)
     with pytest.raises(ValueError, match="train.sync_bn=true needs CUDA"):

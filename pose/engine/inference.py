@@ -9,7 +9,6 @@ Under DDP, :func:`gather_predictions` collects every rank's predictions first.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 import torch
 from torch import distributed, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from pose.data.mpii import MpiiKeypoints
+from pose.engine.logger import progress
 from pose.evaluation import (
     METRIC_NAMES,
     PCKH_NAMES,
@@ -48,15 +47,6 @@ class Predictions:
     box_scores: torch.Tensor  # [N] detector score (1 for GT boxes)
     image_ids: torch.Tensor  # [N]
     indices: torch.Tensor  # [N] dataset index of each crop (to undo a sampler's order)
-
-
-def progress(iterable, description: str, total: int | None = None,
-             disable: bool = False) -> tqdm:
-    """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
-    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
-                mininterval=0.5 if interactive else 30.0, disable=disable)
 
 
 @torch.no_grad()
