@@ -14,6 +14,7 @@ from pose.evaluation.nms import (
     batched_oks_nms,
     batched_soft_oks_nms,
     grouped_score_order,
+    numpy_exp,
     oks_iou,
     oks_matrix,
     oks_nms,
@@ -86,6 +87,17 @@ def test_oks_visibility_threshold_reproduces_official_mask_bug(groups):
         intended = (per_joint * both).sum(dim=1) / both.sum(dim=1).clamp(min=1)
         differs_from_both_mask |= bool((intended - torch.tensor(expected)).abs().max() > 1e-6)
     assert differs_from_both_mask
+
+
+def test_numpy_exp_is_numpy_exp():
+    """The OKS terms' exp is numpy's, bit for bit, whatever the layout: torch's float64 exp
+    differs from it by 1 ulp for 0.5% of these values with MKL and numpy restricted to AVX2."""
+    exponents = -np.random.default_rng(4).uniform(0, 30, size=(2000, 17))
+    strided = torch.from_numpy(exponents)[::2, 1:]
+    assert numpy_exp(strided).numpy().tolist() == np.exp(exponents[::2, 1:]).tolist()
+    assert numpy_exp(strided).dtype == torch.float64
+    np.testing.assert_allclose(numpy_exp(strided).numpy(), torch.exp(strided).numpy(),
+                               rtol=2 * np.finfo(np.float64).eps, atol=0)
 
 
 def test_oks_hand_worked():
