@@ -389,6 +389,7 @@ def test_glibc_accepts_the_memory_reuse_settings():
     assert keep_freed_memory_for_reuse()
 
 
+@pytest.mark.slow
 def test_init_worker_does_not_deadlock_a_forked_worker():
     """Forked from a process whose OpenCV thread pool has run and gone to sleep (as in a training
     process that evaluated or showed a batch), a worker must still start: resizing the inherited

@@ -146,6 +146,7 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     assert device_loss == pytest.approx(expected_loss, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_pose_train_with_device_augmentation(tmp_path):
     """End to end through pose.train: hrnet_w8_tiny, the device-side step on (with reduced
     decoding and colour jitter), one loader worker, two steps, then the evaluation."""

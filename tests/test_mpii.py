@@ -289,6 +289,7 @@ def test_synthetic_mpii_dataset(tmp_path):
         generate_mpii_dataset(tmp_path / "mpii", num_train_images=1, num_val_images=1)
 
 
+@pytest.mark.slow
 def test_convert_script_reports_a_missing_file(tmp_path):
     import subprocess
     import sys

@@ -242,6 +242,7 @@ def dataset(synthetic_coco) -> Path:
                           image_size=(160, 160))
 
 
+@pytest.mark.slow
 def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_module):
     path = write_checkpoint(tmp_path / "pose_hrnet_w8_tiny.pth", "bare", tiny_state_dict)
     common = [f"data.root={dataset}", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
@@ -278,6 +279,7 @@ def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_m
     assert "name: hrnet_w8_tiny" in config and "post_process: dark" in config
 
 
+@pytest.mark.slow
 def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path, run_module):
     path = tmp_path / "imagenet.pth"
     classifier = {"incre_modules.0.0.conv1.weight": torch.zeros(1), "classifier.bias": torch.zeros(2)}

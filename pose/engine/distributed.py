@@ -81,12 +81,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    """Wait until every rank gets here (a no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def broadcast_object(value: T, source: int = 0) -> T:
     """Rank ``source``'s ``value`` (any picklable object) on every rank."""
     if not (dist.is_available() and dist.is_initialized()):
