@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo
 SMOKE_DATA := data/smoke
 
-.PHONY: install demo test smoke stats lint clean
+.PHONY: install demo test test-fast test-avx2 smoke stats lint clean
 
 install: $(STAMP)
 
@@ -25,6 +25,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The tests that start no process (training, evaluation, torchrun, scripts): the quick loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# The suite as a CPU without AVX-512 runs it (an AVX2-only EPYC, say): torch, oneDNN, MKL and numpy
+# kept to AVX2. Compiled kernels get a cache of their own: torch's cache does not key them on
+# ATEN_CPU_CAPABILITY, and AVX-512 kernels reused under it give wrong results or crash.
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+	NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" \
+	TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/pose-inductor-avx2-$$(id -u) $(PY) -m pytest -q
 
 smoke: $(STAMP)
 	$(PY) scripts/smoke.py --data $(SMOKE_DATA)

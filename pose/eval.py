@@ -34,12 +34,6 @@ from pose.config import (
     run_reporting_errors,
 )
 from pose.data import build_loader
-from pose.engine.checkpoint import (
-    evaluation_weights,
-    is_pose_checkpoint,
-    load_model_weights,
-    read_checkpoint_file,
-)
 from pose.engine.distributed import (
     DistributedContext,
     broadcast_object,
@@ -54,8 +48,14 @@ from pose.engine.inference import (
     write_evaluation,
 )
 from pose.engine.logger import setup_logging
-from pose.engine.trainer import use_channels_last
+from pose.engine.precision import use_channels_last
 from pose.models import create_model, list_models, load_pretrained
+from pose.models.weights import (
+    evaluation_weights,
+    is_pose_checkpoint,
+    load_model_weights,
+    read_checkpoint_file,
+)
 from pose.visualize import save_prediction_grid
 
 register_configs()

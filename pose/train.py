@@ -48,15 +48,9 @@ from pose.engine.inference import (
     write_evaluation,
 )
 from pose.engine.logger import prediction_pictures, setup_logging
-from pose.engine.trainer import (
-    autocast_dtype,
-    build_optimizer,
-    build_scheduler,
-    fit,
-    grad_scaler_for,
-    prepare_model,
-    seed_everything,
-)
+from pose.engine.optim import build_optimizer, build_scheduler
+from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
 
@@ -174,17 +168,17 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
                              skeleton=spec.skeleton, device=device, mean=IMAGENET_MEAN,
                              std=IMAGENET_STD)
 
-    state = fit(model, train_loader, loss_fn, optimizer, scheduler, device, run_dir,
-                epochs=cfg.train.epochs, max_steps=cfg.train.max_steps, evaluate=evaluate,
-                config=to_plain(cfg), eval_interval=cfg.train.eval_interval,
-                log_interval=cfg.train.log_interval, autocast=autocast,
-                train_model=train_model, grad_scaler=grad_scaler_for(autocast, device),
-                accumulate_steps=cfg.train.accumulate_steps,
-                clip_grad_norm=cfg.train.clip_grad_norm, ema=ema,
-                checkpoint_interval=cfg.train.checkpoint_interval,
-                best_metric=PRIMARY_METRICS[cfg.data.dataset], resume=resume,
-                log_images=log_images, context=context,
-                batch_transform=train_set.batch_transform())
+    parts = TrainParts(model, loss_fn, optimizer, scheduler, train_model=train_model,
+                       grad_scaler=grad_scaler_for(autocast, device), ema=ema,
+                       batch_transform=train_set.batch_transform())
+    settings = TrainSettings(
+        epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
+        accumulate_steps=cfg.train.accumulate_steps, autocast=autocast,
+        clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
+        checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
+        best_metric=PRIMARY_METRICS[cfg.data.dataset])
+    state = fit(parts, train_loader, run_dir, settings, evaluate=evaluate, config=to_plain(cfg),
+                resume=resume, log_images=log_images, context=context)
     logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
                 state.step, PRIMARY_METRICS[cfg.data.dataset], state.best_metric, run_dir)
 

@@ -15,7 +15,7 @@ Loaders compared, each in a fresh process on the same generated images:
   the device-side step is not included (it runs on the training device; ``--device cuda`` times
   it too).
 
-The images are COCO-like: 640x480 JPEGs from ``pose.data.synthetic`` with 1 to 4 people of
+The images are COCO-like: 640x480 JPEGs from ``pose.synthetic`` with 1 to 4 people of
 40 to 510 pixels' height (smoother than photos, so they decode faster than COCO's). Each
 configuration runs ``--repeats`` times, interleaved, and its best run counts; "per core" is
 samples per CPU-second of the main process and its workers together (OpenCV's and torch's
@@ -46,8 +46,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from pose.data import CocoKeypoints, build_loader
-from pose.data.synthetic import generate_coco_dataset
 from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, get_affine_transform
+from pose.synthetic import generate_coco_dataset
 
 SIZES = {"256x192": ((192, 256), (48, 64), 2.0), "384x288": ((288, 384), (72, 96), 3.0)}
 LOADERS = ("baseline", "ours", "ours_reduced", "ours_device_loader")
@@ -334,7 +334,7 @@ def main() -> int:
                     for loader, run in row.items()
                 }
         report = {
-            "images": "640x480 synthetic JPEGs (pose.data.synthetic), quality 92",
+            "images": "640x480 synthetic JPEGs (pose.synthetic), quality 92",
             "batch_size": args.batch_size,
             "timed_samples_per_run": args.batches * args.batch_size,
             "repeats": args.repeats,

@@ -3,7 +3,7 @@ faster-coco-eval, on a generated COCO-val-sized set. Prints JSON and checks the 
 
     python scripts/bench_eval.py [--images 5000] [--repeats 3] [--out bench_eval.json]
 
-The set (pose.evaluation.synthetic_results) has 5,000 images, about 6,500 people with keypoints
+The set (pose.synthetic.results) has 5,000 images, about 6,500 people with keypoints
 plus crowd regions and annotations without keypoints (~11k annotations, as COCO val2017), and
 about 65k results. Every evaluator gets the same parsed input: the ground truth as a loaded dict
 (each library's COCO object is built from it outside the timing, as a loaded val set is) and the
@@ -37,7 +37,7 @@ from pose.evaluation import (
     evaluate_coco_keypoints_tensors,
     load_coco_keypoint_ground_truth,
 )
-from pose.evaluation.synthetic_results import RandomSetParams, random_keypoint_eval_set
+from pose.synthetic import RandomSetParams, random_keypoint_eval_set
 
 AGREEMENT = 1e-9  # largest allowed |ours - pycocotools| on any stat
 

@@ -39,18 +39,14 @@ from hydra import compose, initialize_config_dir
 
 from pose.config import build_dataset, register_configs, resolve_device
 from pose.data import collate_skip_none
-from pose.data.synthetic import generate_coco_dataset
 from pose.engine.distributed import DistributedContext, ResumableSampler
-from pose.engine.trainer import (
-    TrainState,
-    autocast_dtype,
-    build_optimizer,
-    grad_scaler_for,
-    prepare_model,
-    train_one_epoch,
-)
+from pose.engine.logger import StepLogger
+from pose.engine.optim import build_optimizer
+from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.trainer import TrainParts, TrainSettings, TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
+from pose.synthetic import generate_coco_dataset
 
 CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
 MODES = {  # precision, channels_last, compile
@@ -116,17 +112,19 @@ def measure(args: argparse.Namespace) -> dict:
                              f"{args.warmup + args.steps} are needed")
         stream = iter(loader)  # one pass: the timed steps find the workers running
 
-    scaler = grad_scaler_for(autocast, device)
-    options = {"autocast": autocast, "grad_scaler": scaler, "show_progress": False}
-    train_one_epoch(train_model, Batches(stream, args.warmup), loss_fn, optimizer, device,
-                    TrainState(), CapturedScalars(), log_interval=10**9, **options)
+    parts = TrainParts(model, loss_fn, optimizer, train_model=train_model,
+                       grad_scaler=grad_scaler_for(autocast, device))
+    train_one_epoch(parts, Batches(stream, args.warmup), device, TrainState(),
+                    TrainSettings(autocast=autocast, log_interval=10**9),
+                    StepLogger(CapturedScalars(), show_progress=False))
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     captured = CapturedScalars()
     started = time.perf_counter()
-    train_one_epoch(train_model, Batches(stream, args.steps), loss_fn, optimizer, device,
-                    TrainState(), captured, log_interval=args.steps, **options)
+    train_one_epoch(parts, Batches(stream, args.steps), device, TrainState(),
+                    TrainSettings(autocast=autocast, log_interval=args.steps),
+                    StepLogger(captured, show_progress=False))
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from pose.data.mpii import convert_mpii_release
+from pose.data.converters.mpii import convert_mpii_release
 
 
 def main() -> int:

@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from pose.data.synthetic import generate_coco_dataset
 from pose.evaluation import format_metrics_table
+from pose.synthetic import generate_coco_dataset
 
 DETECTIONS = "annotations/person_detections_val2017.json"
 

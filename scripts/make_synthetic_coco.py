@@ -1,4 +1,4 @@
-"""Generate the embedded synthetic COCO person-keypoints dataset (see pose/data/synthetic.py).
+"""Generate the embedded synthetic COCO person-keypoints dataset (see pose/synthetic/).
 
 Example::
 
@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from pose.data.synthetic import generate_coco_dataset
+from pose.synthetic import generate_coco_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

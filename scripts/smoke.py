@@ -19,8 +19,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from pose.config import register_configs
-from pose.data.synthetic import generate_coco_dataset, generate_mpii_dataset
 from pose.engine.inference import PRIMARY_METRICS
+from pose.synthetic import generate_coco_dataset, generate_mpii_dataset
 
 CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
 CONF = CONF_ROOT / "experiment"

@@ -1,5 +1,6 @@
 """Shared test fixtures: where the reference facts and the sample data live."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,17 +9,27 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO_ROOT / "tests" / "data"
-# The official implementations' numbers live beside the checkout (CI has them; a bare clone may not).
-SHARED = REPO_ROOT.parent / "shared"
-REFERENCE = SHARED / "reference"
+# The official implementations' numbers live beside the checkout (CI has them; a bare clone may
+# not), or where POSE_REFERENCE_DIR says.
+REFERENCE = Path(os.environ.get("POSE_REFERENCE_DIR") or REPO_ROOT.parent / "shared" / "reference")
+
+
+def reference_or_skip(location: Path, in_ci: bool) -> Path:
+    """``location`` if it is a folder; else skip the test saying why, or under CI fail it: CI
+    must compare with the official numbers, not pass without them."""
+    if location.is_dir():
+        return location
+    message = (f"reference fixtures not found at {location} (they sit beside the checkout in "
+               "../shared/reference; POSE_REFERENCE_DIR= points elsewhere)")
+    if in_ci:
+        pytest.fail(f"{message}; CI=true needs them", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``../shared/reference``, or skip the test saying why."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference fixtures not found at {REFERENCE} (they sit beside the checkout)")
-    return REFERENCE
+    """The official implementations' numbers, or skip the test saying why (fail under CI=true)."""
+    return reference_or_skip(REFERENCE, os.environ.get("CI", "").lower() in ("true", "1"))
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +83,8 @@ def mpii_sample_dir() -> Path:
 def synthetic_coco(tmp_path_factory):
     """A function generating a small embedded COCO dataset in a new temporary folder and
     returning its root: ``synthetic_coco(num_train_images, num_val_images, seed, image_size)``
-    (the arguments of :func:`pose.data.synthetic.generate_coco_dataset`)."""
-    from pose.data.synthetic import generate_coco_dataset
+    (the arguments of :func:`pose.synthetic.generate_coco_dataset`)."""
+    from pose.synthetic import generate_coco_dataset
 
     def generate(num_train_images: int, num_val_images: int, seed: int,
                  image_size: tuple[int, int]) -> Path:

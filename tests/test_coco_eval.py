@@ -19,22 +19,26 @@ from pose.data.keypoints import COCO_KEYPOINTS
 from pose.evaluation import (
     METRIC_NAMES,
     PCKH_NAMES,
-    coco_results,
+    coco_result_entries,
     evaluate_coco_keypoints,
     evaluate_coco_keypoints_tensors,
     format_metrics_table,
     load_coco_keypoint_ground_truth,
+    rescore_and_nms,
 )
-from pose.evaluation.synthetic_results import (
-    RandomSetParams,
-    default_sigmas,
-    random_keypoint_eval_set,
-)
+from pose.synthetic import RandomSetParams, random_keypoint_eval_set
 
 # Official name_value keys in METRIC_NAMES order.
 OFFICIAL_NAMES = ("AP", "Ap .5", "AP .75", "AP (M)", "AP (L)",
                   "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 TOLERANCE = 1e-9
+
+
+def default_sigmas(num_keypoints: int) -> list[float] | None:
+    """pycocotools' sigmas for 17 keypoints (None), else a spread of plausible values."""
+    if num_keypoints == COCO_KEYPOINTS.num_joints:
+        return None
+    return np.linspace(0.025, 0.107, num_keypoints).tolist()
 
 
 def assert_equal_to_pycocotools(reference, gt, results, sigmas=None, device=None):
@@ -206,6 +210,14 @@ def test_more_than_twenty_results_in_an_image(pycocotools_eval):
     results.append(result(person(10, 10), 0.1))  # the 31st: cut by maxDets 20
     stats = assert_equal_to_pycocotools(pycocotools_eval(gt, results), gt, results)
     assert stats["AR"] > 0
+
+
+def coco_results(keypoints, maxvals, centers, scales, box_scores, image_ids, *, sigmas):
+    """The official results entries after rescoring and per-image OKS-NMS (official
+    ``evaluate``, default thresholds), as the evaluation loop builds them."""
+    kept, scores = rescore_and_nms(maxvals, keypoints, scales, box_scores, image_ids,
+                                   sigmas=sigmas)
+    return coco_result_entries(kept, scores, keypoints, maxvals, centers, scales, image_ids)
 
 
 def test_coco_results_equal_official_written_results(reference_dir):

@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from pose.config import merge_checkpoint_config, register_configs, resolve_device
-from pose.engine.trainer import PRECISIONS
+from pose.engine.precision import PRECISIONS
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()

@@ -33,7 +33,7 @@ from pose.data import (
     build_loader,
     collate_skip_none,
 )
-from pose.data.coco import jpeg_exif_orientation
+from pose.data.exif import jpeg_exif_orientation
 from pose.data.loading import keep_freed_memory_for_reuse
 from pose.data.transforms import (
     compose_affine,
@@ -389,6 +389,7 @@ def test_glibc_accepts_the_memory_reuse_settings():
     assert keep_freed_memory_for_reuse()
 
 
+@pytest.mark.slow
 def test_init_worker_does_not_deadlock_a_forked_worker():
     """Forked from a process whose OpenCV thread pool has run and gone to sleep (as in a training
     process that evaluated or showed a batch), a worker must still start: resizing the inherited

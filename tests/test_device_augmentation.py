@@ -14,12 +14,12 @@ import torch
 
 from pose.data import AugmentationParams, CocoKeypoints, DeviceAugmentation, collate_skip_none
 from pose.data.device import warp_images
-from pose.data.synthetic import generate_coco_dataset
 from pose.data.targets import heatmap_targets
-from pose.engine.logger import ScalarWriter
-from pose.engine.trainer import TrainState, train_one_epoch
+from pose.engine.logger import ScalarWriter, StepLogger
+from pose.engine.trainer import TrainParts, TrainSettings, TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
+from pose.synthetic import generate_coco_dataset
 
 SPLIT = "val2017"
 LEVEL = 1 / 255 / 0.225  # one uint8 level after normalisation (the smallest std)
@@ -129,9 +129,9 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     state = TrainState()
     writer = ScalarWriter(tmp_path)
     try:
-        mean_loss, _ = train_one_epoch(model, loader, loss_fn, optimizer, torch.device("cpu"),
-                                       state, writer, max_steps=2,
-                                       batch_transform=recording_transform)
+        parts = TrainParts(model, loss_fn, optimizer, batch_transform=recording_transform)
+        mean_loss, _ = train_one_epoch(parts, loader, torch.device("cpu"), state,
+                                       TrainSettings(max_steps=2), StepLogger(writer))
     finally:
         writer.close()
     assert state.step == 2 and len(seen) == 2 and np.isfinite(mean_loss)
@@ -146,6 +146,7 @@ def test_training_steps_through_the_batch_transform_hook(root, tmp_path):
     assert device_loss == pytest.approx(expected_loss, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_pose_train_with_device_augmentation(tmp_path):
     """End to end through pose.train: hrnet_w8_tiny, the device-side step on (with reduced
     decoding and colour jitter), one loader worker, two steps, then the evaluation."""

@@ -8,24 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from pose.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model_weights,
-    save_checkpoint,
-)
-from pose.engine.logger import ScalarWriter
-from pose.engine.trainer import (
-    TrainState,
-    autocast_dtype,
-    build_optimizer,
-    fit,
-    grad_scaler_for,
-    linear_warmup_factor,
-    multistep_lr,
-    train_one_epoch,
-)
+from pose.engine.checkpoint import load_checkpoint, save_checkpoint
+from pose.engine.logger import ScalarWriter, StepLogger
+from pose.engine.optim import build_optimizer, linear_warmup_factor, multistep_lr
+from pose.engine.precision import autocast_dtype, grad_scaler_for
+from pose.engine.trainer import TrainParts, TrainSettings, TrainState, fit, train_one_epoch
 from pose.losses import build_loss
+from pose.models.weights import CheckpointError, load_model_weights
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -151,9 +140,9 @@ def test_training_step_under_autocast(tmp_path, autocast, expected):
     before = model.conv.weight.detach().clone()
     writer = ScalarWriter(tmp_path)
     scaler = grad_scaler_for(autocast, torch.device("cpu"))
-    mean_loss, _ = train_one_epoch(model, [batch, batch], build_loss("mse"), optimizer,
-                                   torch.device("cpu"), TrainState(), writer, autocast=autocast,
-                                   grad_scaler=scaler)
+    parts = TrainParts(model, build_loss("mse"), optimizer, grad_scaler=scaler)
+    mean_loss, _ = train_one_epoch(parts, [batch, batch], torch.device("cpu"), TrainState(),
+                                   TrainSettings(autocast=autocast), StepLogger(writer))
     writer.close()
     assert model.dtypes == [expected, expected]
     assert model.conv.weight.dtype == torch.float32
@@ -193,8 +182,8 @@ def test_warmup_scales_the_first_optimizer_steps(tmp_path):
     scheduler = multistep_lr(optimizer, [170, 200], 0.1, warmup_iters=500, warmup_ratio=0.001)
     used = _record_step_lrs(optimizer)
     writer = ScalarWriter(tmp_path)
-    train_one_epoch(model, [_BATCH] * 501, build_loss("mse"), optimizer, torch.device("cpu"),
-                    TrainState(), writer, lr_factor=scheduler.warmup_factor)
+    train_one_epoch(TrainParts(model, build_loss("mse"), optimizer, scheduler), [_BATCH] * 501,
+                    torch.device("cpu"), TrainState(), TrainSettings(), StepLogger(writer))
     writer.close()
     # lr = base * (1 - (1 - step / 500) * (1 - 0.001)), worked by hand:
     # step 0: 2e-3 * 0.001; step 250: 2e-3 * (1 - 0.5 * 0.999) = 2e-3 * 0.5005; step 500: 2e-3.
@@ -216,8 +205,8 @@ def test_warmup_across_an_epoch_and_a_milestone(tmp_path):
     writer = ScalarWriter(tmp_path)
     state = TrainState()
     for _ in range(2):  # 6 steps per epoch: epoch 0 ends inside the warmup
-        train_one_epoch(model, [_BATCH] * 6, build_loss("mse"), optimizer, torch.device("cpu"),
-                        state, writer, lr_factor=scheduler.warmup_factor)
+        train_one_epoch(TrainParts(model, build_loss("mse"), optimizer, scheduler), [_BATCH] * 6,
+                        torch.device("cpu"), state, TrainSettings(), StepLogger(writer))
         assert optimizer.param_groups[0]["lr"] == pytest.approx(scheduler.get_last_lr()[0])
         scheduler.step()
     writer.close()
@@ -233,8 +222,8 @@ def test_fit_applies_the_schedulers_warmup(tmp_path):
     scheduler = multistep_lr(optimizer, [100], 0.1, warmup_iters=4, warmup_ratio=0.5)
     used = _record_step_lrs(optimizer)
     loader = torch.utils.data.DataLoader([0] * 3, batch_size=1, collate_fn=lambda _: _BATCH)
-    fit(model, loader, build_loss("mse"), optimizer, scheduler, torch.device("cpu"), tmp_path,
-        epochs=2, evaluate=lambda _: {"AP": 0.0}, config={})
+    fit(TrainParts(model, build_loss("mse"), optimizer, scheduler), loader, tmp_path,
+        TrainSettings(epochs=2), evaluate=lambda _: {"AP": 0.0}, config={})
     factors = [1 - (1 - step / 4) * 0.5 for step in range(4)] + [1.0, 1.0]
     assert used == pytest.approx([1e-2 * factor for factor in factors])
 

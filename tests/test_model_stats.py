@@ -109,6 +109,7 @@ def test_count_ops_by_hand():
     assert model.training  # the training flag is restored
 
 
+@pytest.mark.slow
 def test_script_prints_json_rows():
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "model_stats.py"), "--models", "hrnet_w32",

@@ -227,7 +227,7 @@ def write_release(path, images):
 
 
 def test_convert_mpii_release(tmp_path):
-    from pose.data.mpii import convert_mpii_release
+    from pose.data.converters.mpii import convert_mpii_release
 
     full = {joint: (10.0 + joint, 20.0 + 2 * joint, joint % 2) for joint in range(16)}
     partial = {0: (5.0, 6.0, "1"), 9: (7.5, 8.5, np.zeros((0, 0)))}
@@ -269,7 +269,7 @@ def test_convert_mpii_release(tmp_path):
 
 
 def test_synthetic_mpii_dataset(tmp_path):
-    from pose.data.synthetic import generate_mpii_dataset
+    from pose.synthetic import generate_mpii_dataset
 
     summary = generate_mpii_dataset(tmp_path / "mpii", num_train_images=2, num_val_images=2,
                                     seed=4, image_size=(128, 128))
@@ -289,6 +289,7 @@ def test_synthetic_mpii_dataset(tmp_path):
         generate_mpii_dataset(tmp_path / "mpii", num_train_images=1, num_val_images=1)
 
 
+@pytest.mark.slow
 def test_convert_script_reports_a_missing_file(tmp_path):
     import subprocess
     import sys

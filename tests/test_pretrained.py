@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pose.engine.checkpoint import CheckpointError, save_checkpoint
-from pose.models import create_model, load_backbone_weights, load_pretrained
+from pose.engine.checkpoint import save_checkpoint
+from pose.models import PoseModel, create_model, load_backbone_weights, load_pretrained
+from pose.models.weights import CheckpointError
 
 LITE_HRNET = "lite_hrnet_18"
 # Keys of an official HRNet ImageNet classifier that the pose network does not have.
@@ -185,6 +186,53 @@ def test_backbone_of_another_width_is_an_error(tiny_state_dict, tmp_path):
         load_backbone_weights(create_model("hrnet_w8_tiny"), unrelated)
 
 
+def _head_keys(model: torch.nn.Module) -> list[str]:
+    head = {id(tensor) for tensor in model.head.state_dict(keep_vars=True).values()}
+    return [key for key, tensor in model.state_dict(keep_vars=True).items() if id(tensor) in head]
+
+
+@pytest.mark.parametrize(("name", "expected_head"), [
+    ("hrnet_w8_tiny", ["final_layer.weight", "final_layer.bias"]),
+    ("naive_lite_hrnet_18", ["keypoint_head.final_layer.weight", "keypoint_head.final_layer.bias"]),
+])
+def test_backbone_loading_keeps_model_head(name, expected_head, tmp_path):
+    torch.manual_seed(0)
+    trained = create_model(name, num_joints=3).state_dict()
+    model = create_model(name, num_joints=3)
+    assert _head_keys(model) == expected_head
+    path = tmp_path / "backbone.pth"
+    torch.save({key: value for key, value in trained.items() if key not in expected_head}, path)
+    report = load_backbone_weights(model, path)
+    assert report.initialised == expected_head and report.ignored == []
+    assert report.loaded == [key for key in trained if key not in expected_head]
+
+
+class _RenamedHead(PoseModel):
+    """A pose model whose head is registered under a name no file format uses."""
+
+    def __init__(self) -> None:
+        super().__init__(num_joints=2)
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.heatmap_layer = torch.nn.Conv2d(4, 2, 1)
+
+    backbone = property(lambda self: self.stem)
+    head = property(lambda self: self.heatmap_layer)
+
+    def forward_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.stem(images)]
+
+
+def test_backbone_loading_finds_the_head_by_model_head_not_by_name(tmp_path):
+    model = _RenamedHead()
+    path = tmp_path / "stem.pth"
+    stem = {"stem.weight": torch.randn(4, 3, 3, 3), "stem.bias": torch.randn(4)}
+    torch.save(stem, path)
+    report = load_backbone_weights(model, path)
+    assert report.loaded == ["stem.weight", "stem.bias"]
+    assert report.initialised == ["heatmap_layer.weight", "heatmap_layer.bias"]
+    assert torch.equal(model.stem.weight, stem["stem.weight"])
+
+
 # End to end through the command lines.
 
 
@@ -194,6 +242,7 @@ def dataset(synthetic_coco) -> Path:
                           image_size=(160, 160))
 
 
+@pytest.mark.slow
 def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_module):
     path = write_checkpoint(tmp_path / "pose_hrnet_w8_tiny.pth", "bare", tiny_state_dict)
     common = [f"data.root={dataset}", "data.num_workers=0", "device=cpu", "eval.flip_test=false",
@@ -230,6 +279,7 @@ def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_m
     assert "name: hrnet_w8_tiny" in config and "post_process: dark" in config
 
 
+@pytest.mark.slow
 def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path, run_module):
     path = tmp_path / "imagenet.pth"
     classifier = {"incre_modules.0.0.conv1.weight": torch.zeros(1), "classifier.bias": torch.zeros(2)}

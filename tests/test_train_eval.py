@@ -10,6 +10,9 @@ import torch
 
 from pose.evaluation import METRIC_NAMES
 
+# Every test here starts pose.train or pose.eval processes.
+pytestmark = pytest.mark.slow
+
 DETECTIONS = "annotations/person_detections_val2017.json"
 
 

@@ -11,25 +11,22 @@ import pytest
 import torch
 from torch import nn
 
-from pose.engine.checkpoint import (
-    CheckpointError,
-    evaluation_weights,
-    load_checkpoint,
-    resume_checkpoint_path,
-)
+from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import DistributedContext, ResumableSampler
 from pose.engine.ema import ModelEma
-from pose.engine.logger import ScalarWriter, prediction_pictures
+from pose.engine.logger import ScalarWriter, StepLogger, prediction_pictures
+from pose.engine.optim import build_optimizer, build_scheduler
+from pose.engine.precision import prepare_model
 from pose.engine.trainer import (
     NonFiniteLossError,
+    TrainParts,
+    TrainSettings,
     TrainState,
-    build_optimizer,
-    build_scheduler,
     fit,
-    prepare_model,
     train_one_epoch,
 )
 from pose.losses import build_loss
+from pose.models.weights import CheckpointError, evaluation_weights
 
 CPU = torch.device("cpu")
 
@@ -46,10 +43,10 @@ def _conv(seed: int = 0) -> nn.Conv2d:
     return nn.Conv2d(3, 2, 1)
 
 
-def _run(model, batches, optimizer, tmp_path, **options) -> TrainState:
+def _run(model, batches, optimizer, tmp_path, **settings) -> TrainState:
     state = TrainState()
-    writer = ScalarWriter(None)
-    train_one_epoch(model, batches, build_loss("mse"), optimizer, CPU, state, writer, **options)
+    train_one_epoch(TrainParts(model, build_loss("mse"), optimizer), batches, CPU, state,
+                    TrainSettings(**settings), StepLogger(ScalarWriter(None)))
     return state
 
 
@@ -151,8 +148,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
     scheduler = build_scheduler(optimizer, "multistep", epochs=1, milestones=[])
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 \(epoch 0\)"):
-        fit(model, batches, build_loss("mse"), optimizer, scheduler, CPU, tmp_path, epochs=1,
-            evaluate=lambda _: {"AP": 0.0}, config={}, checkpoint_interval=1, log_interval=50)
+        fit(TrainParts(model, build_loss("mse"), optimizer, scheduler), batches, tmp_path,
+            TrainSettings(epochs=1, checkpoint_interval=1, log_interval=50),
+            evaluate=lambda _: {"AP": 0.0}, config={})
     last = load_checkpoint(tmp_path / "last.pt")
     assert last["step"] == 2
     assert all(torch.isfinite(value).all() for value in last["model"].values())
@@ -164,9 +162,9 @@ def test_fit_keeps_the_ema_and_evaluates_it(tmp_path):
     scheduler = build_scheduler(optimizer, "multistep", epochs=1, milestones=[])
     ema = ModelEma(model, decay=0.9)
     evaluated = []
-    fit(model, [_batch(0), _batch(1)], build_loss("mse"), optimizer, scheduler, CPU, tmp_path,
-        epochs=1, evaluate=lambda module: evaluated.append(module) or {"Mean": 0.5}, config={},
-        ema=ema, best_metric="Mean")
+    fit(TrainParts(model, build_loss("mse"), optimizer, scheduler, ema=ema),
+        [_batch(0), _batch(1)], tmp_path, TrainSettings(epochs=1, best_metric="Mean"),
+        evaluate=lambda module: evaluated.append(module) or {"Mean": 0.5}, config={})
     assert evaluated == [ema.module]
     best = load_checkpoint(tmp_path / "best.pt")
     weights, which = evaluation_weights(best)
@@ -180,8 +178,24 @@ def test_a_missing_best_metric_is_named(tmp_path):
     optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
     scheduler = build_scheduler(optimizer, "multistep", epochs=1, milestones=[])
     with pytest.raises(KeyError, match="no 'Mean' to choose best.pt by .*AP"):
-        fit(model, [_batch(0)], build_loss("mse"), optimizer, scheduler, CPU, tmp_path,
-            epochs=1, evaluate=lambda _: {"AP": 0.1}, config={}, best_metric="Mean")
+        fit(TrainParts(model, build_loss("mse"), optimizer, scheduler), [_batch(0)], tmp_path,
+            TrainSettings(epochs=1, best_metric="Mean"), evaluate=lambda _: {"AP": 0.1},
+            config={})
+
+
+def test_bad_settings_and_a_missing_schedule_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"must be >= 1 .* got 1, 20, 0 and 0"):
+        TrainSettings(eval_interval=0)
+    with pytest.raises(ValueError, match=r"train.checkpoint_interval >= 0, got 0, 20, 1 and 0"):
+        TrainSettings(accumulate_steps=0)
+    with pytest.raises(ValueError, match=r"got 1, 20, 1 and -1"):
+        TrainSettings(checkpoint_interval=-1)
+    model = _conv()
+    optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
+    with pytest.raises(ValueError, match="fit needs parts.scheduler"):
+        fit(TrainParts(model, build_loss("mse"), optimizer), [_batch(0)], tmp_path,
+            TrainSettings(), evaluate=lambda _: {"AP": 0.1}, config={})
+    assert not any(tmp_path.iterdir())  # refused before writing anything
 
 
 def test_resumable_sampler_skips_the_samples_already_trained_on():
@@ -252,9 +266,9 @@ def test_fit_logs_scalars_and_pictures(tmp_path):
     optimizer = build_optimizer(model.parameters(), "adam", lr=1e-2)
     scheduler = build_scheduler(optimizer, "multistep", epochs=1, milestones=[])
     pictures = {"val/skeletons": np.zeros((2, 8, 8, 3), np.uint8)}
-    fit(model, [_batch(seed) for seed in range(4)], build_loss("mse"), optimizer, scheduler,
-        CPU, tmp_path, epochs=1, evaluate=lambda _: {"AP": 0.25}, config={}, log_interval=2,
-        log_images=lambda _: pictures)
+    fit(TrainParts(model, build_loss("mse"), optimizer, scheduler),
+        [_batch(seed) for seed in range(4)], tmp_path, TrainSettings(epochs=1, log_interval=2),
+        evaluate=lambda _: {"AP": 0.25}, config={}, log_images=lambda _: pictures)
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])

@@ -35,6 +35,7 @@ def train_command(dataset: Path, run_dir: Path, *overrides: str) -> list[str]:
             "train.num_log_images=0", f"hydra.run.dir={run_dir}", *overrides]
 
 
+@pytest.mark.slow
 def test_a_killed_and_resumed_run_ends_bit_identical(dataset, tmp_path):
     """2N steps straight, against N steps, SIGKILL, and N more after train.resume=true; with
     loader workers, the EMA and a checkpoint every N steps (the kill lands mid-epoch, and the
@@ -85,6 +86,7 @@ def test_a_killed_and_resumed_run_ends_bit_identical(dataset, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(moments, resumed_moments, strict=True))
 
 
+@pytest.mark.slow
 def test_every_training_switch_at_once(dataset, tmp_path):
     """float16 with loss scaling, channels_last, AdamW, cosine after a warmup, clipping,
     accumulation, the EMA, SyncBN (ignored in one process), checkpoints every step, pictures."""
@@ -117,6 +119,7 @@ def test_every_training_switch_at_once(dataset, tmp_path):
     assert "evaluating the EMA weights" in evaluation.stderr
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_clear_line(dataset, tmp_path):
     """SGD at LR 1e30: the first step blows the weights up, the second step's loss is not
     finite; the run stops saying so, and last.pt keeps step 1's weights."""
@@ -135,7 +138,7 @@ def test_a_diverging_run_stops_with_one_clear_line(dataset, tmp_path):
 
 def test_sync_bn_on_the_cpu_under_ddp_is_refused():
     from pose.engine.distributed import DistributedContext
-    from pose.engine.trainer import prepare_model
+    from pose.engine.precision import prepare_model
 
     context = DistributedContext(rank=0, world_size=2)
     with pytest.raises(ValueError, match="train.sync_bn=true needs CUDA"):

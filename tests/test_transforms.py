@@ -16,7 +16,6 @@ from pose.data.transforms import (
     affine_transform_points,
     box_to_center_scale,
     compose_affine,
-    crop_image,
     decode_reduction,
     draw_augmentation,
     flip_center_x,
@@ -27,6 +26,7 @@ from pose.data.transforms import (
     normalise,
     normalise_bgr,
     reduced_to_full_matrix,
+    warp_image,
 )
 
 UPPER, LOWER = COCO_KEYPOINTS.upper_body_ids, COCO_KEYPOINTS.lower_body_ids
@@ -156,6 +156,13 @@ def test_box_to_center_scale_hand_worked():
 
 # ------------------------------------------------------------------------------------------------
 # Crop
+
+
+def crop_image(image, center, scale, rotation_deg, output_size):
+    """The official crop (``JointsDataset.__getitem__``): the affine map of the box, then the
+    warp. Returns (crop [out_h, out_w, C] in the image's dtype, [2, 3] image-to-crop matrix)."""
+    matrix = get_affine_transform(center, scale, rotation_deg, output_size)
+    return warp_image(image, matrix, output_size), matrix
 
 
 def test_crop_equals_official_warp(reference_dir):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from pose.data.keypoints import COCO_KEYPOINTS
-from pose.data.synthetic import generate_coco_dataset
+from pose.synthetic import generate_coco_dataset
 from pose.visualize import draw_pose, save_prediction_grid, tile_grid, training_sample_tiles
 
 
@@ -72,6 +73,7 @@ def test_training_sample_tiles_show_skeleton_and_heatmaps():
     assert grid.shape == (128, 192, 3) and not grid[64:, 96:].any()
 
 
+@pytest.mark.slow
 def test_show_batch_writes_a_grid(tmp_path):
     root = tmp_path / "coco"
     generate_coco_dataset(root, num_train_images=6, num_val_images=1, seed=2,

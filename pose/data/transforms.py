@@ -191,22 +191,6 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: Sequence[int]
     )
 
 
-def crop_image(
-    image: np.ndarray,
-    center: Sequence[float] | np.ndarray,
-    scale: Sequence[float] | np.ndarray,
-    rotation_deg: float,
-    output_size: Sequence[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Warp the person box out of ``image`` [H, W, C] (any dtype cv2 accepts).
-
-    Returns the crop [out_h, out_w, C] with the image's dtype (see :func:`warp_image`) and the
-    [2, 3] image-to-crop matrix.
-    """
-    matrix = get_affine_transform(center, scale, rotation_deg, output_size)
-    return warp_image(image, matrix, output_size), matrix
-
-
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The [2, 3] float64 map that applies ``inner`` then ``outer`` (both [2, 3])."""
     outer = np.asarray(outer, dtype=np.float64)
@@ -514,7 +498,6 @@ __all__ = [
     "affine_transform_points",
     "box_to_center_scale",
     "compose_affine",
-    "crop_image",
     "decode_reduction",
     "draw_augmentation",
     "flip_center_x",

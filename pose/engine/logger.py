@@ -1,9 +1,12 @@
-"""Run logging: TensorBoard scalars and images, and a plain-text log in the run folder."""
+"""Run logging: a plain-text log in the run folder, TensorBoard scalars and images, progress
+bars, and the training loop's step meters (throughput, data wait, ETA)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +23,6 @@ LOGGER_NAME = "pose"
 
 def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
-
-
-def progress(iterable, description: str, total: int | None = None,
-             disable: bool = False) -> tqdm:
-    """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
-    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
-                mininterval=0.5 if interactive else 30.0, disable=disable)
 
 
 def setup_logging(run_dir: str | Path | None = None, is_main: bool = True) -> logging.Logger:
@@ -85,6 +79,134 @@ class ScalarWriter:
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
+
+
+def progress(iterable: Iterable, description: str, total: int | None = None,
+             disable: bool = False) -> tqdm:
+    """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
+    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
+                mininterval=0.5 if interactive else 30.0, disable=disable)
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as H:MM:SS (whole seconds, rounded down)."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class SmoothedValue:
+    """A series' sum and count over the current window and over everything since it began.
+
+    As torchvision's ``SmoothedValue``, but the caller ends a window (:meth:`new_window`, at a
+    log step) instead of a fixed count of values.
+    """
+
+    def __init__(self) -> None:
+        self.window_sum, self.window_count = 0.0, 0
+        self.sum, self.count = 0.0, 0
+
+    def update(self, value: float, count: int = 1) -> None:
+        """Add ``value``, the sum of ``count`` observations."""
+        self.window_sum += value
+        self.window_count += count
+        self.sum += value
+        self.count += count
+
+    def new_window(self) -> None:
+        """End the window: the next observations start a new one."""
+        self.window_sum, self.window_count = 0.0, 0
+
+    @property
+    def window_average(self) -> float | None:
+        """The mean of the window's observations (None: none yet)."""
+        return self.window_sum / self.window_count if self.window_count else None
+
+    @property
+    def global_average(self) -> float:
+        """The mean of every observation (0 if none)."""
+        return self.sum / max(self.count, 1)
+
+
+class StepLogger:
+    """The training loop's meters, as torchvision's ``MetricLogger``: the wait for each batch,
+    the samples trained on and the optimizer steps of the epoch in progress.
+
+    Each :meth:`log` writes the step's scalars plus the window's ``train/samples_per_s`` (over
+    all ``world_size`` ranks) and ``train/data_wait_fraction`` (the share of the window's wall
+    time spent waiting for batches) to ``writer``, shows images/s, the loss and the run's ETA
+    (from the epoch's mean seconds per step) after the progress bar, and starts a new window.
+    The bar itself shows the epoch's ETA. ``total_steps``: the run's optimizer steps (None or
+    0: no run ETA). ``show_progress=False``: no bar (ranks other than 0).
+    """
+
+    def __init__(self, writer: ScalarWriter, *, world_size: int = 1,
+                 total_steps: int | None = None, show_progress: bool = True) -> None:
+        self.writer = writer
+        self.world_size = world_size
+        self.total_steps = total_steps
+        self.show_progress = show_progress
+        self.bar: tqdm | None = None  # the epoch's progress bar
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        self.samples = SmoothedValue()  # samples this rank trained on
+        self.data_wait = SmoothedValue()  # seconds spent waiting for a batch
+        self.steps = 0  # optimizer steps of the epoch
+        self.epoch_started = self.window_started = time.perf_counter()
+
+    def batches(self, loader: Iterable[dict], description: str) -> Iterator[dict]:
+        """The batches of ``loader`` under a progress bar, each wait for one timed; starts the
+        epoch's meters. The bar closes when the iteration ends or is abandoned."""
+        self._start_epoch()
+        self.bar = bar = progress(loader, description, disable=not self.show_progress)
+        try:
+            fetch_started = time.perf_counter()
+            for batch in bar:
+                self.data_wait.update(time.perf_counter() - fetch_started)
+                yield batch
+                fetch_started = time.perf_counter()
+        finally:
+            bar.close()
+
+    def count_samples(self, count: int) -> None:
+        """``count`` samples of this rank went through the forward and backward pass."""
+        self.samples.update(count)
+
+    def step_done(self) -> None:
+        """An optimizer step ended."""
+        self.steps += 1
+
+    def seconds_per_step(self) -> float:
+        """The epoch's mean wall time per optimizer step so far."""
+        return (time.perf_counter() - self.epoch_started) / max(self.steps, 1)
+
+    def samples_per_second(self) -> float:
+        """The epoch's throughput so far, over all ranks."""
+        return self.samples.sum * self.world_size / max(
+            time.perf_counter() - self.epoch_started, 1e-9)
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        """Write ``scalars`` (tag: value) with the window's throughput and data wait at
+        optimizer step ``step`` (1-based), update the bar's postfix, start a new window."""
+        elapsed = max(time.perf_counter() - self.window_started, 1e-9)
+        samples_per_second = self.samples.window_sum * self.world_size / elapsed
+        self.writer.scalars({**scalars, "train/samples_per_s": samples_per_second,
+                             "train/data_wait_fraction": self.data_wait.window_sum / elapsed},
+                            step)
+        postfix = {"img/s": f"{samples_per_second:.1f}"}
+        if "train/loss" in scalars:
+            postfix["loss"] = f"{scalars['train/loss']:.3e}"
+        if self.total_steps:
+            postfix["run ETA"] = format_duration(
+                (self.total_steps - step) * self.seconds_per_step())
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+        self.samples.new_window()
+        self.data_wait.new_window()
+        self.window_started = time.perf_counter()
 
 
 @torch.no_grad()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pose.evaluation.coco import (
     coco_result_entries,
-    coco_results,
     format_metrics_table,
     rescore_and_nms,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "batched_oks_nms",
     "batched_soft_oks_nms",
     "coco_result_entries",
-    "coco_results",
     "decode_heatmaps",
     "evaluate_coco_keypoints",
     "evaluate_coco_keypoints_tensors",

@@ -1,8 +1,8 @@
 """COCO keypoint results as the official HRNet writes them: rescoring and OKS-NMS.
 
 :func:`rescore_and_nms` selects the poses (tensors in, indices out, for the whole result set at
-once); :func:`coco_results` turns them into the official results entries. Their evaluation is
-:func:`pose.evaluation.evaluate_coco_keypoints`.
+once); :func:`coco_result_entries` turns them into the official results entries. Their
+evaluation is :func:`pose.evaluation.evaluate_coco_keypoints`.
 """
 
 from __future__ import annotations
@@ -90,47 +90,6 @@ def rescore_and_nms(
     return kept, scores
 
 
-def coco_results(
-    keypoints: torch.Tensor | np.ndarray,
-    maxvals: torch.Tensor | np.ndarray,
-    centers: torch.Tensor | np.ndarray,
-    scales: torch.Tensor | np.ndarray,
-    box_scores: torch.Tensor | np.ndarray | Sequence[float],
-    image_ids: torch.Tensor | np.ndarray | Sequence[int],
-    *,
-    sigmas: Sequence[float] | None,
-    visibility_threshold: float = 0.2,
-    oks_threshold: float = 0.9,
-    pixel_std: float = 200.0,
-) -> list[dict]:
-    """COCO keypoint results after rescoring and per-image OKS-NMS (official ``evaluate``).
-
-    Poses are selected by :func:`rescore_and_nms`; images come in order of first appearance,
-    and the poses of an image in NMS keep order (highest score first).
-
-    Args:
-        keypoints: [N, K, 2] image coordinates (x, y) in pixels.
-        maxvals: [N, K] joint confidences.
-        centers: [N, 2] box centres in pixels.
-        scales: [N, 2] box sizes / pixel_std.
-        box_scores: [N] detector scores (1 for ground-truth boxes).
-        image_ids: [N] COCO image ids.
-        sigmas, visibility_threshold, oks_threshold, pixel_std: as in :func:`rescore_and_nms`.
-
-    Returns:
-        One dict per kept pose: ``image_id`` (int), ``category_id`` (1), ``keypoints``
-        ([x, y, maxval] * K floats), ``score`` (float), ``center`` and ``scale`` (2 floats each).
-    """
-    centers_np = _to_numpy(centers)
-    if centers_np.shape != (_to_numpy(keypoints).shape[0], 2):
-        raise ValueError(f"centers must have shape [{_to_numpy(keypoints).shape[0]}, 2], got "
-                         f"{list(centers_np.shape)}")
-    kept, scores = rescore_and_nms(maxvals, keypoints, scales, box_scores, image_ids,
-                                   sigmas=sigmas, visibility_threshold=visibility_threshold,
-                                   oks_threshold=oks_threshold, pixel_std=pixel_std)
-    return coco_result_entries(kept, scores, keypoints, maxvals, centers, scales, image_ids)
-
-
 def coco_result_entries(
     kept: torch.Tensor | Sequence[int],
     scores: torch.Tensor | np.ndarray,
@@ -140,8 +99,20 @@ def coco_result_entries(
     scales: torch.Tensor | np.ndarray,
     image_ids: torch.Tensor | np.ndarray | Sequence[int],
 ) -> list[dict]:
-    """The official results entries of the poses ``kept`` (in that order); the arguments are
-    those of :func:`coco_results` plus its :func:`rescore_and_nms` output."""
+    """The official results entries of the poses ``kept`` (in that order).
+
+    Args:
+        kept, scores: the output of :func:`rescore_and_nms`.
+        keypoints: [N, K, 2] image coordinates (x, y) in pixels.
+        maxvals: [N, K] joint confidences.
+        centers: [N, 2] box centres in pixels.
+        scales: [N, 2] box sizes / pixel_std.
+        image_ids: [N] COCO image ids.
+
+    Returns:
+        One dict per kept pose: ``image_id`` (int), ``category_id`` (1), ``keypoints``
+        ([x, y, maxval] * K floats), ``score`` (float), ``center`` and ``scale`` (2 floats each).
+    """
     kept_list = (kept.tolist() if isinstance(kept, torch.Tensor)
                  else [int(index) for index in kept])
     poses = np.concatenate([_to_numpy(keypoints), _to_numpy(maxvals)[..., None]], axis=2)

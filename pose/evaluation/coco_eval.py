@@ -7,8 +7,8 @@ the CPU or on CUDA:
    pycocotools' mergesort: equal scores keep their order in the results list) and cut to the
    best 20 per cell (``maxDets``).
 2. OKS is computed for the (detection, ground truth) pairs of each cell, all cells at once, in
-   float64, with pycocotools' operation order and numpy's summation order, so the values are the
-   same bits on the CPU. Ground truth with no labelled joint measures the distance to its box
+   float64, with pycocotools' operation order, numpy's ``exp`` and numpy's summation order, so
+   on the CPU the values are the same bits as pycocotools' on that CPU. Ground truth with no labelled joint measures the distance to its box
    enlarged to three times its size. Only pairs with OKS >= 0.5 (the lowest threshold) can ever
    match, so pairs whose joints are provably too far apart for that are skipped first.
 3. The greedy matching runs over the detections' rank within their cell (at most 20 steps),
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from pose.data.keypoints import COCO_KEYPOINTS
-from pose.evaluation.nms import AREA_EPSILON, pairwise_sum
+from pose.evaluation.nms import AREA_EPSILON, numpy_exp, pairwise_sum
 
 # pycocotools' Params.setKpParams, computed the same way so that the values are the same bits;
 # its default sigmas are COCO's (pose.data.keypoints.COCO_KEYPOINTS.oks_sigmas, the same bits).
@@ -442,7 +442,7 @@ def _gt_oks(gt: CocoKeypointGroundTruth, gt_areas: torch.Tensor, det_keypoints: 
                 delta = torch.clamp_min(low - detected, 0) + torch.clamp_min(detected - high, 0)
             squared = delta * delta
             error = (squared[..., 0] + squared[..., 1]) / variances / scale[g][:, None] / 2
-            similarity = torch.exp(-error)
+            similarity = numpy_exp(-error)
             if kind:
                 # The labelled joints first, in joint order, for numpy's summation order.
                 similarity = similarity.gather(1, joint_order.index_select(0, g))

@@ -2,8 +2,9 @@
 
 Keypoints are ``[M, K, 3]`` tensors of (x, y, score) in image pixels. Areas are in square pixels;
 the official COCO evaluation uses the area of the padded detection box, ``prod(scale * 200)``.
-OKS values are computed in float64, with the official operation order and numpy's summation
-order (:func:`pairwise_sum`), so that on the CPU they equal the official values bit for bit.
+OKS values are computed in float64, with the official operation order, numpy's ``exp``
+(:func:`numpy_exp`) and numpy's summation order (:func:`pairwise_sum`), so that on the CPU they
+equal the official code's values, computed by the same numpy on the same CPU, bit for bit.
 
 The NMS functions work on a whole result set at once: ``groups`` (e.g. image ids) say which poses
 compete, and the greedy passes run over score ranks, vectorised across the groups.
@@ -55,6 +56,27 @@ def _check_keypoints(keypoints: torch.Tensor, name: str) -> None:
     if keypoints.dim() != 3 or keypoints.shape[2] != 3:
         raise ValueError(f"{name} must have shape [M, K, 3] (x, y, score), got "
                          f"{tuple(keypoints.shape)}")
+
+
+def numpy_exp(values: torch.Tensor) -> torch.Tensor:
+    """``exp`` of a float64 tensor as numpy computes it: numpy's own on the CPU, torch's on CUDA.
+
+    Neither library rounds ``exp`` correctly, and each picks its implementation by the CPU's
+    instruction set (torch: MKL's, whose code path depends on the CPU; numpy: its AVX-512F loop,
+    else the C library's ``exp``), so the two differ by one unit in the last place for some
+    inputs on some CPUs. The official code and pycocotools call ``np.exp``; calling it here gives
+    the same bits as theirs on any CPU, and so the same threshold decisions.
+
+    Args:
+        values: float64, any shape (the OKS terms' exponents).
+
+    Returns:
+        ``exp(values)``, same shape, dtype and device.
+    """
+    if values.device.type != "cpu":
+        return torch.exp(values)
+    with np.errstate(all="ignore"):  # over/underflow give inf/0 silently, as torch does
+        return torch.from_numpy(np.exp(values.detach().contiguous().numpy()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,7 +220,7 @@ def _pairwise_oks(
     # Same operation order as the official code so that values agree to the last bits.
     error = (delta_x * delta_x + delta_y * delta_y) / variances / (mean_area + AREA_EPSILON)[
         :, None] / 2
-    similarity = torch.exp(-error)  # [P, K]
+    similarity = numpy_exp(-error)  # [P, K]
     if visibility_threshold is None:
         mask = torch.ones_like(similarity, dtype=torch.bool)
     else:

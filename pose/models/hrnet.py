@@ -3,19 +3,21 @@
 Images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4]. The network keeps a 1/4-resolution branch
 throughout, adds a 1/8, 1/16 and 1/32 branch in stages 2, 3 and 4, and fuses all branches at the
 end of every module. Module and parameter names (and their registration order) equal the
-official ``pose_hrnet.py`` state dict, so official checkpoints load with ``strict=True``.
+official ``pose_hrnet.py`` state dict, so official checkpoints load with ``strict=True``: the
+backbone's modules sit at the top level beside the head ``final_layer``, and ``model.backbone``
+is a view of them (:class:`HRNetBackbone`).
 
-Variants are rows of :data:`HRNET_VARIANTS`; :func:`create_hrnet` is the one builder.
+Variants are rows of :data:`HRNET_VARIANTS`; ``pose.models.create_model`` builds them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from pose.models.base import PoseModel, check_input_size, check_positive_ints
 from pose.models.heads import batch_norm, heatmap_conv, init_pose_weights
 
 BOTTLENECK_EXPANSION = 4
@@ -240,19 +242,47 @@ def _make_stage(
     )
 
 
-def _check_counts(name: str, values: Sequence[int], length: int) -> None:
-    if len(values) != length or any(not isinstance(value, int) or value < 1 for value in values):
-        raise ValueError(f"{name} must be {length} positive integers, got {tuple(values)}")
+def _hrnet_features(modules: nn.Module, images: Tensor) -> list[Tensor]:
+    """The HRNetV1 backbone's forward pass, run by :class:`HRNet` and :class:`HRNetBackbone`.
+
+    ``modules``: either of them (both hold conv1 .. stage4 under the official names).
+    Images [N, 3, H, W] (H, W multiples of 32) -> [[N, widths[0], H/4, W/4]]: the last module
+    of stage 4 fuses into the 1/4 branch only, so V1's backbone gives one feature.
+    """
+    check_input_size(images, "HRNet", INPUT_SIZE_MULTIPLE)
+    x = modules.relu(modules.bn1(modules.conv1(images)))
+    x = modules.relu(modules.bn2(modules.conv2(x)))
+    x = modules.layer1(x)
+    features = modules.stage2(_apply_transition(modules.transition1, [x]))
+    features = modules.stage3(_apply_transition(modules.transition2, features))
+    return modules.stage4(_apply_transition(modules.transition3, features))
 
 
-class HRNet(nn.Module):
+class HRNetBackbone(nn.Module):
+    """View of an :class:`HRNet`'s backbone: its top-level modules other than the head.
+
+    Images [N, 3, H, W] -> features [[N, widths[0], H/4, W/4]]. It registers the model's own
+    module objects under their names, so its parameters and buffers are the model's (not
+    copies) and its state-dict keys are the model's without ``final_layer.*``, as in the
+    official ImageNet checkpoints. The model itself never registers it.
+    """
+
+    def __init__(self, modules: Iterable[tuple[str, nn.Module]]) -> None:
+        super().__init__()
+        for name, module in modules:
+            self.add_module(name, module)
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return _hrnet_features(self, images)
+
+
+class HRNet(PoseModel):
     """HRNetV1 pose network: normalised images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4].
 
     H and W must be multiples of 32. Arguments are the columns of :class:`HRNetSpec` plus
     ``num_joints`` (K). Weights are initialised like the official ``init_weights``.
+    ``head`` is ``final_layer`` (a 1x1 conv on the 1/4 branch); ``backbone`` a view of the rest.
     """
-
-    heatmap_stride = 4
 
     def __init__(
         self,
@@ -264,15 +294,15 @@ class HRNet(nn.Module):
         stage_blocks: Sequence[int],
         widths: Sequence[int],
     ) -> None:
-        super().__init__()
-        _check_counts(
+        check_positive_ints(
             "num_joints, stem_width, stage1_blocks, stage1_planes",
             (num_joints, stem_width, stage1_blocks, stage1_planes),
             4,
         )
-        _check_counts("stage_modules", stage_modules, 3)
-        _check_counts("stage_blocks", stage_blocks, 3)
-        _check_counts("widths", widths, 4)
+        check_positive_ints("stage_modules", stage_modules, 3)
+        check_positive_ints("stage_blocks", stage_blocks, 3)
+        check_positive_ints("widths", widths, 4)
+        super().__init__(num_joints)
         widths = tuple(widths)
 
         # Stem: two stride-2 conv3x3 + BN + ReLU, to 1/4 resolution.
@@ -299,32 +329,22 @@ class HRNet(nn.Module):
         self.final_layer = heatmap_conv(widths[0], num_joints, kernel_size=1)
         init_pose_weights(self)
 
-    def forward(self, images: Tensor) -> Tensor:
-        height, width = images.shape[-2:]
-        if height % INPUT_SIZE_MULTIPLE or width % INPUT_SIZE_MULTIPLE:
-            raise ValueError(
-                f"HRNet input height and width must be multiples of {INPUT_SIZE_MULTIPLE}, "
-                f"got {height}x{width}"
-            )
-        x = self.relu(self.bn1(self.conv1(images)))
-        x = self.relu(self.bn2(self.conv2(x)))
-        x = self.layer1(x)
-        features = self.stage2(_apply_transition(self.transition1, [x]))
-        features = self.stage3(_apply_transition(self.transition2, features))
-        features = self.stage4(_apply_transition(self.transition3, features))
-        return self.final_layer(features[0])
+    @property
+    def head(self) -> nn.Conv2d:
+        """``final_layer``: features [N, widths[0], h, w] -> heatmaps [N, K, h, w]."""
+        return self.final_layer
 
+    @property
+    def backbone(self) -> HRNetBackbone:
+        """The top-level modules other than ``final_layer``, as an :class:`HRNetBackbone`.
 
-def create_hrnet(name: str, num_joints: int = 17, **overrides: object) -> HRNet:
-    """Build the HRNet variant ``name`` from :data:`HRNET_VARIANTS`.
+        Built on every access from the modules the model holds now, so it follows a module
+        replaced after construction (``SyncBatchNorm.convert_sync_batchnorm`` replaces bn1).
+        """
+        return HRNetBackbone(
+            (name, module) for name, module in self.named_children() if module is not self.head
+        )
 
-    ``overrides`` replace columns of the variant's :class:`HRNetSpec` (e.g. ``widths=(...)``).
-    """
-    if name not in HRNET_VARIANTS:
-        raise ValueError(f"unknown HRNet variant {name!r}; known: {sorted(HRNET_VARIANTS)}")
-    fields = [field.name for field in dataclasses.fields(HRNetSpec)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown HRNet override(s) {unknown}; the table columns are {fields}")
-    spec = dataclasses.replace(HRNET_VARIANTS[name], **overrides)
-    return HRNet(num_joints=num_joints, **dataclasses.asdict(spec))
+    def forward_features(self, images: Tensor) -> list[Tensor]:
+        """Images [N, 3, H, W] -> [[N, widths[0], H/4, W/4]] (V1 keeps only the finest)."""
+        return _hrnet_features(self, images)

@@ -20,12 +20,11 @@ By default the fusion reproduces the official fuse loop's double count of branch
 ``../shared/reference/README.md``), because the published weights were trained with it;
 ``official_fuse=False`` gives the textbook HRNet fusion instead.
 
-Variants are rows of :data:`LITE_HRNET_VARIANTS`; :func:`create_lite_hrnet` is the one builder.
+Variants are rows of :data:`LITE_HRNET_VARIANTS`; ``pose.models.create_model`` builds them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pose.models.base import PoseModel, check_input_size, check_positive_ints
 from pose.models.heads import HeatmapHead, batch_norm, init_pose_weights
 
 # The coarsest of the four branches is at 1/32; pooling to it and nearest-upsampling back only
@@ -508,7 +508,11 @@ class IterativeHead(nn.Module):
 
 
 class LiteHRNetBackbone(nn.Module):
-    """Images [N, 3, H, W] -> features [N, widths[0], H/4, W/4] (official ``LiteHRNet``)."""
+    """Images [N, 3, H, W] -> features [[N, widths[0], H/4, W/4]] (official ``LiteHRNet``).
+
+    H and W must be multiples of 32. Like the official backbone it returns a one-element list:
+    the iterative head's finest output, which the heatmap head reads.
+    """
 
     def __init__(
         self,
@@ -541,28 +545,23 @@ class LiteHRNetBackbone(nn.Module):
             previous = stage_widths
         self.head_layer = IterativeHead(widths)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor) -> list[Tensor]:
+        check_input_size(images, "Lite-HRNet", INPUT_SIZE_MULTIPLE)
         features = [self.stem(images)]
         features = self.stage0(self.transition0(features))
         features = self.stage1(self.transition1(features))
         features = self.stage2(self.transition2(features))
-        return self.head_layer(features)
+        return [self.head_layer(features)]
 
 
-def _check_positive(name: str, values: Sequence[int], length: int) -> None:
-    if len(values) != length or any(not isinstance(value, int) or value < 1 for value in values):
-        raise ValueError(f"{name} must be {length} positive integers, got {tuple(values)}")
-
-
-class LiteHRNet(nn.Module):
+class LiteHRNet(PoseModel):
     """Lite-HRNet pose network: normalised images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4].
 
     H and W must be multiples of 32. Arguments are the columns of :class:`LiteHRNetSpec` plus
     ``num_joints`` (K). ``backbone`` and ``keypoint_head`` are named as in mmpose 0.x
-    checkpoints. Weights are initialised like the official ``init_weights``.
+    checkpoints; ``head`` is ``keypoint_head``. Weights are initialised like the official
+    ``init_weights``.
     """
-
-    heatmap_stride = 4
 
     def __init__(
         self,
@@ -575,21 +574,21 @@ class LiteHRNet(nn.Module):
         reduce_ratio: int = 8,
         official_fuse: bool = True,
     ) -> None:
-        super().__init__()
         if block not in BLOCK_TYPES:
             raise ValueError(f"block must be one of {BLOCK_TYPES}, got {block!r}")
-        _check_positive(
+        check_positive_ints(
             "num_joints, stem_width, blocks_per_module, reduce_ratio",
             (num_joints, stem_width, blocks_per_module, reduce_ratio),
             4,
         )
-        _check_positive("stage_modules", stage_modules, NUM_STAGES)
-        _check_positive("widths", widths, NUM_STAGES + 1)
+        check_positive_ints("stage_modules", stage_modules, NUM_STAGES)
+        check_positive_ints("widths", widths, NUM_STAGES + 1)
         if stem_width % 2 or any(width % 2 for width in widths):
             raise ValueError(
                 f"stem_width and widths must be even (blocks split channels in halves), "
                 f"got {stem_width} and {tuple(widths)}"
             )
+        super().__init__(num_joints)
         self.backbone = LiteHRNetBackbone(
             block,
             stage_modules,
@@ -602,31 +601,11 @@ class LiteHRNet(nn.Module):
         self.keypoint_head = HeatmapHead(widths[0], num_joints)
         init_pose_weights(self)
 
-    def forward(self, images: Tensor) -> Tensor:
-        height, width = images.shape[-2:]
-        if height % INPUT_SIZE_MULTIPLE or width % INPUT_SIZE_MULTIPLE:
-            raise ValueError(
-                f"Lite-HRNet input height and width must be multiples of "
-                f"{INPUT_SIZE_MULTIPLE}, got {height}x{width}"
-            )
-        return self.keypoint_head(self.backbone(images))
+    @property
+    def head(self) -> HeatmapHead:
+        """``keypoint_head``: features [N, widths[0], h, w] -> heatmaps [N, K, h, w]."""
+        return self.keypoint_head
 
-
-def create_lite_hrnet(name: str, num_joints: int = 17, **overrides: object) -> LiteHRNet:
-    """Build the Lite-HRNet variant ``name`` from :data:`LITE_HRNET_VARIANTS`.
-
-    ``overrides`` replace columns of the variant's :class:`LiteHRNetSpec`
-    (e.g. ``official_fuse=False``).
-    """
-    if name not in LITE_HRNET_VARIANTS:
-        raise ValueError(
-            f"unknown Lite-HRNet variant {name!r}; known: {sorted(LITE_HRNET_VARIANTS)}"
-        )
-    fields = [field.name for field in dataclasses.fields(LiteHRNetSpec)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown Lite-HRNet override(s) {unknown}; the table columns are {fields}"
-        )
-    spec = dataclasses.replace(LITE_HRNET_VARIANTS[name], **overrides)
-    return LiteHRNet(num_joints=num_joints, **dataclasses.asdict(spec))
+    def forward_features(self, images: Tensor) -> list[Tensor]:
+        """Images [N, 3, H, W] -> [[N, widths[0], H/4, W/4]] (what the head reads)."""
+        return self.backbone(images)

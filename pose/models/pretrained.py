@@ -20,7 +20,9 @@ fits, the error lists the missing, unexpected and mismatched keys under the clos
 
 :func:`load_backbone_weights` loads the backbone part of a file (an official HRNet ImageNet
 classification checkpoint) and leaves the pose head initialised, as ``model.pretrained=`` in
-training; it reports what was and was not loaded. Nothing is ever downloaded.
+training; it reports what was and was not loaded. The pose head it leaves alone is
+``model.head`` (the :class:`~pose.models.base.PoseModel` interface), whatever the model names it.
+Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pose.engine.checkpoint import (
+from pose.models.base import PoseModel
+from pose.models.weights import (
     CheckpointError,
     format_keys,
     is_pose_checkpoint,
@@ -47,9 +50,6 @@ __all__ = ["BackboneWeightsReport", "load_backbone_weights", "load_pretrained", 
 # Prefixes naming the part of a top-down model a key belongs to: mmpose 0.x (and the official
 # Lite-HRNet) say backbone./keypoint_head., mmpose 1.x backbone./head.; official HRNet none.
 ROLE_PREFIXES = ("backbone.", "keypoint_head.", "head.")
-# Top-level modules of a pose head (not loaded from a classification checkpoint): our HRNet's
-# final_layer (official naming), our Lite-HRNet's keypoint_head (mmpose 0.x naming).
-HEAD_MODULES = ("final_layer", "keypoint_head", "head")
 _DATA_PARALLEL_PREFIX = re.compile(r"^module\.")
 
 
@@ -107,7 +107,19 @@ def read_state_dict(checkpoint: str | Path | Mapping[str, Any],
             f"{source} holds no model weights: expected a state dict (name → tensor), a dict "
             f"with 'state_dict' (official HRNet training, Lite-HRNet, mmpose) or a pose "
             f"checkpoint; it holds {_describe(checkpoint)}")
-    return {_DATA_PARALLEL_PREFIX.sub("", key): value for key, value in state_dict.items()}, container
+    unwrapped = {_DATA_PARALLEL_PREFIX.sub("", key): value for key, value in state_dict.items()}
+    return unwrapped, container
+
+
+def _head_keys(model: PoseModel) -> set[str]:
+    """The keys of ``model.state_dict()`` that hold ``model.head``'s parameters and buffers.
+
+    Found by identity, not by name, so any head module (wherever it is registered) counts.
+    """
+    head = model.head
+    head_tensors = {id(tensor) for tensor in (*head.parameters(), *head.buffers())}
+    return {key for key, tensor in model.state_dict(keep_vars=True).items()
+            if id(tensor) in head_tensors}
 
 
 def _renamings(file_keys: list[str], model_keys: list[str]) -> list[tuple[str, dict[str, str]]]:
@@ -172,10 +184,10 @@ class BackboneWeightsReport:
         return "; ".join(parts)
 
 
-def load_backbone_weights(model: nn.Module, checkpoint: str | Path | Mapping[str, Any], *,
+def load_backbone_weights(model: PoseModel, checkpoint: str | Path | Mapping[str, Any], *,
                           source: str | None = None,
                           model_name: str | None = None) -> BackboneWeightsReport:
-    """Load the backbone of ``model`` from ``checkpoint``; the pose head stays initialised.
+    """Load the backbone of ``model`` from ``checkpoint``; ``model.head`` stays initialised.
 
     For an official HRNet ImageNet classification checkpoint (``hrnetv2_w32_imagenet_pretrained``
     for ``hrnet_w32``): its classifier (``incre_modules``, ``downsamp_modules``, its own
@@ -189,7 +201,8 @@ def load_backbone_weights(model: nn.Module, checkpoint: str | Path | Mapping[str
     state_dict, container = read_state_dict(checkpoint, source)
     source = _source_name(checkpoint, source)
     own = model.state_dict()
-    backbone = [key for key in own if key.split(".", 1)[0] not in HEAD_MODULES]
+    head_keys = _head_keys(model)
+    backbone = [key for key in own if key not in head_keys]
     file_by_name: dict[str, str] = {}
     for key in state_dict:
         file_by_name.setdefault(_role_free(key), key)
@@ -228,7 +241,7 @@ def load_backbone_weights(model: nn.Module, checkpoint: str | Path | Mapping[str
     with torch.no_grad():
         model.load_state_dict({**own, **loaded}, strict=True)
     # The head first: what a reader of the log most wants to see kept as initialised.
-    head = [key for key in own if key.split(".", 1)[0] in HEAD_MODULES]
+    head = [key for key in own if key in head_keys]
     return BackboneWeightsReport(
         source=source, loaded=list(loaded),
         initialised=head + [key for key in backbone if key not in loaded], ignored=ignored)

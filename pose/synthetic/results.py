@@ -1,5 +1,5 @@
-"""Random COCO keypoint ground truth and results, for equality tests against pycocotools and for
-``scripts/bench_eval.py``.
+"""Random COCO keypoint ground truth and results (no images), for the equality tests of
+:mod:`pose.evaluation.coco_eval` against pycocotools and for ``scripts/bench_eval.py``.
 
 The sets exercise every rule of the evaluation: people of every area range (and exactly on the
 range borders), crowd regions, annotations with ``num_keypoints`` 0 (some of them with labelled
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from pose.data.keypoints import COCO_KEYPOINTS
 
 
 @dataclass(frozen=True)
@@ -86,84 +84,97 @@ def random_keypoint_eval_set(seed: int | np.random.Generator,
         ``(ground_truth, results)``: the ground truth has ``images``, ``annotations`` (with
         ``id``, ``image_id``, ``category_id`` 1, ``keypoints``, ``num_keypoints``, ``area``,
         ``bbox``, ``iscrowd``) and ``categories``; the results are dicts with ``image_id``,
-        ``category_id``, ``keypoints`` ([x, y, score] * K) and ``score``.
+        ``category_id``, ``keypoints`` ([x, y, score] * K) and ``score``. Pixels throughout.
     """
     params = params or RandomSetParams()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    num_keypoints = params.num_keypoints
     images, annotations, results = [], [], []
     for image_index in range(params.num_images):
         image_id = 1000 + 7 * image_index  # not consecutive, not starting at 0 or 1
         width, height = float(rng.integers(200, 700)), float(rng.integers(200, 700))
         images.append({"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": int(width),
                        "height": int(height)})
-        people = 0 if rng.random() < params.empty_image_share else int(
-            rng.poisson(params.mean_people))
-        image_people = []
-        for _ in range(people):
-            keypoints, box, area = _person(rng, num_keypoints, width, height)
-            num_labelled = sum(1 for v in keypoints[2::3] if v > 0)
-            crowd = rng.random() < params.crowd_share
-            if crowd:
-                keypoints, num_labelled = [0.0] * (3 * num_keypoints), 0
-                area = box[2] * box[3] * 4
-            elif rng.random() < params.zero_keypoint_share:
-                if not params.inconsistent_counts or rng.random() < 0.7:
-                    keypoints = [0.0] * (3 * num_keypoints)  # as COCO: no joint labelled
-                num_labelled = 0  # else labelled joints, yet num_keypoints 0 (ignored anyway)
-            elif params.inconsistent_counts and num_labelled and rng.random() < 0.02:
-                keypoints = [0.0] * (3 * num_keypoints)  # counted, but no joint labelled
-            annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
-                          "keypoints": keypoints, "num_keypoints": num_labelled, "area": area,
-                          "bbox": box, "iscrowd": int(crowd)}
-            annotations.append(annotation)
-            image_people.append(annotation)
+        image_people = _image_annotations(rng, params, image_id, width, height,
+                                          first_id=len(annotations) + 1)
+        annotations.extend(image_people)
         if rng.random() < params.no_result_image_share:
             continue
-        poses: list[tuple[np.ndarray, float]] = []
-        for person in image_people:
-            if person["iscrowd"] and rng.random() < 0.5:
-                continue
-            if rng.random() < params.drop_share:
-                continue
-            prediction, relative_noise = _noisy(rng, person["keypoints"], person["bbox"],
-                                                person["area"])
-            # Better predictions tend to score higher, as a detector's do.
-            score = float(rng.uniform(0.2, 1.0) * (1.0 - relative_noise))
-            poses.append((prediction, score))
-            if rng.random() < params.duplicate_share:
-                duplicate = prediction + rng.normal(0, 2.0, size=prediction.shape)
-                poses.append((duplicate, score * float(rng.choice([1.0, rng.uniform(0.3, 1)]))))
-        false_positives = int(rng.poisson(params.mean_false_positives))
-        if rng.random() < params.crowded_image_share:
-            false_positives += int(rng.integers(15, 30))
-        for _ in range(false_positives):
-            keypoints, box, area = _person(rng, num_keypoints, width, height)
-            prediction, _ = _noisy(rng, keypoints, box, area)
-            poses.append((prediction, float(rng.uniform(0.01, 0.6))))
-        for prediction, score in poses:
-            if params.score_levels:
-                score = round(score * params.score_levels) / params.score_levels
-            joint_scores = rng.uniform(0, 1, size=(num_keypoints, 1))
-            entry = {"image_id": image_id, "category_id": 1,
-                     "keypoints": np.concatenate([prediction, joint_scores], axis=1)
-                     .reshape(-1).tolist(), "score": score}
-            if params.results_with_bbox:
-                low, high = prediction.min(axis=0), prediction.max(axis=0)
-                entry["bbox"] = [float(low[0]), float(low[1]), float(high[0] - low[0]),
-                                 float(high[1] - low[1]) * 1.1]
-            results.append(entry)
+        results.extend(_image_results(rng, params, image_id, image_people, width, height))
     order = rng.permutation(len(results))  # results of an image need not be together
     results = [results[index] for index in order]
     categories = [{"id": 1, "name": "person", "supercategory": "person",
-                   "keypoints": [f"joint_{k}" for k in range(num_keypoints)], "skeleton": []}]
+                   "keypoints": [f"joint_{k}" for k in range(params.num_keypoints)],
+                   "skeleton": []}]
     ground_truth = {"info": {"description": "random keypoint evaluation set"}, "licenses": [],
                     "images": images, "annotations": annotations, "categories": categories}
     return ground_truth, results
 
 
-def default_sigmas(num_keypoints: int) -> list[float] | None:
-    """pycocotools' sigmas for 17 keypoints (None), else a spread of plausible values."""
-    if num_keypoints == COCO_KEYPOINTS.num_joints:
-        return None
-    return np.linspace(0.025, 0.107, num_keypoints).tolist()
+def _image_annotations(rng: np.random.Generator, params: RandomSetParams, image_id: int,
+                       width: float, height: float, first_id: int) -> list[dict[str, Any]]:
+    """The annotations of one image (ids from ``first_id``): none, people, crowd regions and
+    people with ``num_keypoints`` 0."""
+    num_keypoints = params.num_keypoints
+    people = 0 if rng.random() < params.empty_image_share else int(
+        rng.poisson(params.mean_people))
+    annotations = []
+    for _ in range(people):
+        keypoints, box, area = _person(rng, num_keypoints, width, height)
+        num_labelled = sum(1 for v in keypoints[2::3] if v > 0)
+        crowd = rng.random() < params.crowd_share
+        if crowd:
+            keypoints, num_labelled = [0.0] * (3 * num_keypoints), 0
+            area = box[2] * box[3] * 4
+        elif rng.random() < params.zero_keypoint_share:
+            if not params.inconsistent_counts or rng.random() < 0.7:
+                keypoints = [0.0] * (3 * num_keypoints)  # as COCO: no joint labelled
+            num_labelled = 0  # else labelled joints, yet num_keypoints 0 (ignored anyway)
+        elif params.inconsistent_counts and num_labelled and rng.random() < 0.02:
+            keypoints = [0.0] * (3 * num_keypoints)  # counted, but no joint labelled
+        annotations.append({"id": first_id + len(annotations), "image_id": image_id,
+                            "category_id": 1, "keypoints": keypoints,
+                            "num_keypoints": num_labelled, "area": area, "bbox": box,
+                            "iscrowd": int(crowd)})
+    return annotations
+
+
+def _image_results(rng: np.random.Generator, params: RandomSetParams, image_id: int,
+                   people: list[dict[str, Any]], width: float, height: float
+                   ) -> list[dict[str, Any]]:
+    """The results of one image: noisy predictions of most ``people`` (some twice), then false
+    positives."""
+    poses: list[tuple[np.ndarray, float]] = []
+    for person in people:
+        if person["iscrowd"] and rng.random() < 0.5:
+            continue
+        if rng.random() < params.drop_share:
+            continue
+        prediction, relative_noise = _noisy(rng, person["keypoints"], person["bbox"],
+                                            person["area"])
+        # Better predictions tend to score higher, as a detector's do.
+        score = float(rng.uniform(0.2, 1.0) * (1.0 - relative_noise))
+        poses.append((prediction, score))
+        if rng.random() < params.duplicate_share:
+            duplicate = prediction + rng.normal(0, 2.0, size=prediction.shape)
+            poses.append((duplicate, score * float(rng.choice([1.0, rng.uniform(0.3, 1)]))))
+    false_positives = int(rng.poisson(params.mean_false_positives))
+    if rng.random() < params.crowded_image_share:
+        false_positives += int(rng.integers(15, 30))
+    for _ in range(false_positives):
+        keypoints, box, area = _person(rng, params.num_keypoints, width, height)
+        prediction, _ = _noisy(rng, keypoints, box, area)
+        poses.append((prediction, float(rng.uniform(0.01, 0.6))))
+    results = []
+    for prediction, score in poses:
+        if params.score_levels:
+            score = round(score * params.score_levels) / params.score_levels
+        joint_scores = rng.uniform(0, 1, size=(params.num_keypoints, 1))
+        entry = {"image_id": image_id, "category_id": 1,
+                 "keypoints": np.concatenate([prediction, joint_scores], axis=1)
+                 .reshape(-1).tolist(), "score": score}
+        if params.results_with_bbox:
+            low, high = prediction.min(axis=0), prediction.max(axis=0)
+            entry["bbox"] = [float(low[0]), float(low[1]), float(high[0] - low[0]),
+                             float(high[1] - low[1]) * 1.1]
+        results.append(entry)
+    return results
