@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
+from torch import nn
 
 from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
@@ -237,6 +238,57 @@ def merge_checkpoint_config(cli_cfg: DictConfig, checkpoint_cfg: dict[str, Any],
         OmegaConf.update(merged, key, OmegaConf.select(cli_cfg, key), merge=False)
     merged.checkpoint = cli_cfg.checkpoint
     return merged
+
+
+def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> None:
+    """A checkpoint without our config needs the model named on the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from pose.models import list_models
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if not {override.key_or_group for override in parsed} & {"model", "model.name", "experiment"}:
+        raise ValueError(
+            f"{checkpoint} is not a pose checkpoint (official HRNet / Lite-HRNet or mmpose "
+            "weights?), so it carries no config: say which model it holds with model=<name> "
+            f"(one of {', '.join(list_models())}) or experiment=<name>, and the data with "
+            "data.root=... (and model.num_joints=, data.image_size=, ... where they differ "
+            "from the defaults)")
+
+
+def checkpoint_config(cli_cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Any, bool]:
+    """Read ``cli_cfg.checkpoint`` and the config to run it with: ``(cfg, checkpoint, ours)``.
+
+    A checkpoint pose.train wrote (``ours``) brings its config, under the command line's
+    overrides; official or mmpose weights take the schema defaults under the command line, which
+    must name the model. Entry points that read weights (eval, infer, export) start here.
+    """
+    from pose.models.weights import is_pose_checkpoint, read_checkpoint_file
+
+    checkpoint = read_checkpoint_file(cli_cfg.checkpoint)
+    ours = is_pose_checkpoint(checkpoint)
+    if ours:
+        return merge_checkpoint_config(cli_cfg, checkpoint["config"], overrides), checkpoint, ours
+    check_foreign_checkpoint_config(cli_cfg.checkpoint, overrides)
+    return cli_cfg, checkpoint, ours
+
+
+def model_from_checkpoint(cfg: DictConfig, checkpoint: Any, ours: bool) -> tuple[nn.Module, str]:
+    """The model ``cfg.model`` names, with the checkpoint's weights (on the CPU), and a phrase
+    saying which weights those are: the EMA's when training kept one, else the trained ones;
+    official and mmpose layouts load through ``load_pretrained``."""
+    from pose.models import create_model, load_pretrained
+    from pose.models.weights import evaluation_weights, load_model_weights
+
+    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    if not ours:
+        load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
+        return model, f"the weights of {cfg.checkpoint}"
+    trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
+    weights, which = evaluation_weights(checkpoint)
+    load_model_weights(model, weights, model_name=cfg.model.name,
+                       source=f"{cfg.checkpoint} (trained as {trained_as})")
+    return model, f"the {'EMA' if which == 'ema' else 'trained'} weights of {cfg.checkpoint}"
 
 
 # FloatingPointError: a NaN or Inf training loss (pose.engine.trainer.NonFiniteLossError).

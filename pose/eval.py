@@ -27,8 +27,9 @@ from torch.utils.data import DistributedSampler
 from pose.config import (
     build_val_dataset,
     check_eval_config,
+    checkpoint_config,
     keypoint_spec,
-    merge_checkpoint_config,
+    model_from_checkpoint,
     register_configs,
     resolve_device,
     run_reporting_errors,
@@ -49,13 +50,6 @@ from pose.engine.inference import (
 )
 from pose.engine.logger import setup_logging
 from pose.engine.precision import use_channels_last
-from pose.models import create_model, list_models, load_pretrained
-from pose.models.weights import (
-    evaluation_weights,
-    is_pose_checkpoint,
-    load_model_weights,
-    read_checkpoint_file,
-)
 from pose.visualize import save_prediction_grid
 
 register_configs()
@@ -64,29 +58,8 @@ OmegaConf.register_new_resolver("pose_dirname", lambda path: os.path.dirname(pat
                                 replace=True)
 
 
-def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> None:
-    """A checkpoint without our config needs the model named on the command line."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    given = {override.key_or_group for override in OverridesParser.create().parse_overrides(overrides)}
-    if not given & {"model", "model.name", "experiment"}:
-        raise ValueError(
-            f"{checkpoint} is not a pose checkpoint (official HRNet / Lite-HRNet or mmpose "
-            "weights?), so it carries no config: say which model it holds with model=<name> "
-            f"(one of {', '.join(list_models())}) or experiment=<name>, and the data with "
-            "data.root=... (and model.num_joints=, data.image_size=, ... where they differ "
-            "from the defaults)")
-
-
 def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
-    checkpoint = read_checkpoint_file(cli_cfg.checkpoint)
-    overrides = list(HydraConfig.get().overrides.task)
-    ours = is_pose_checkpoint(checkpoint)
-    if ours:
-        cfg = merge_checkpoint_config(cli_cfg, checkpoint["config"], overrides)
-    else:  # official or mmpose weights: the schema defaults under the command line
-        check_foreign_checkpoint_config(cli_cfg.checkpoint, overrides)
-        cfg = cli_cfg
+    cfg, checkpoint, ours = checkpoint_config(cli_cfg, list(HydraConfig.get().overrides.task))
     context = init_distributed(resolve_device(cfg.device))
     try:
         return run_evaluation(cfg, checkpoint, ours, context)
@@ -113,16 +86,8 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
     device = context.device
     check_eval_config(cfg.eval)
 
-    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
-    if ours:
-        trained_as = checkpoint["config"].get("model", {}).get("name", "an unknown model")
-        weights, which = evaluation_weights(checkpoint)  # the EMA's when training kept one
-        load_model_weights(model, weights, model_name=cfg.model.name,
-                           source=f"{cfg.checkpoint} (trained as {trained_as})")
-        logger.info("evaluating the %s weights of %s", "EMA" if which == "ema" else "trained",
-                    cfg.checkpoint)
-    else:
-        load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
+    model, weights = model_from_checkpoint(cfg, checkpoint, ours)
+    logger.info("evaluating %s", weights)
     model.to(device)
     if use_channels_last(cfg.train.channels_last, device):
         model.to(memory_format=torch.channels_last)
