@@ -15,9 +15,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 from torch import nn
 
-from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints
+from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints, TopDownDataset
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
-from pose.evaluation.decode import POST_PROCESSES
+from pose.evaluation.decode import POST_PROCESSES, DecodeSettings
+from pose.evaluation.evaluators import EvaluationSettings, Evaluator, evaluator_for
+from pose.evaluation.nms import NMS_METHODS
 
 
 @dataclass
@@ -158,7 +160,7 @@ def keypoint_spec(data: DataConfig | DictConfig) -> KeypointSpec:
 
 
 def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | None = None,
-                  det_score_threshold: float = 0.0, seed: int = 0) -> CocoKeypoints:
+                  det_score_threshold: float = 0.0, seed: int = 0) -> TopDownDataset:
     """The train or val split of the configured dataset (COCO, or MPII in HRNet's json layout)."""
     if data.dataset not in ("coco", "mpii"):
         raise ValueError(f"data.dataset={data.dataset!r} is not known: expected 'coco' or "
@@ -194,9 +196,29 @@ def check_eval_config(eval_cfg: EvalConfig | DictConfig) -> None:
     if eval_cfg.post_process not in POST_PROCESSES:
         raise ValueError(f"eval.post_process={eval_cfg.post_process!r} is not known: expected one "
                          f"of {', '.join(POST_PROCESSES)}")
+    if eval_cfg.nms not in NMS_METHODS:
+        raise ValueError(f"eval.nms={eval_cfg.nms!r} is not known: expected one of "
+                         f"{', '.join(NMS_METHODS)}")
 
 
-def build_val_dataset(cfg: Config | DictConfig) -> CocoKeypoints:
+def decode_settings(cfg: Config | DictConfig) -> DecodeSettings:
+    """How the evaluation turns heatmaps into keypoints (``eval.*`` and the target sigma)."""
+    return DecodeSettings(
+        flip_pairs=keypoint_spec(cfg.data).flip_pairs, flip_test=cfg.eval.flip_test,
+        shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
+        sigma=cfg.data.sigma)
+
+
+def build_evaluator(cfg: Config | DictConfig, dataset: TopDownDataset,
+                    device: torch.device) -> Evaluator:
+    """The evaluator of ``dataset``, chosen by the kind of data (``data.dataset``)."""
+    settings = EvaluationSettings(
+        visibility_threshold=cfg.eval.visibility_threshold, nms=cfg.eval.nms,
+        nms_threshold=cfg.eval.oks_nms_threshold, device=device)
+    return evaluator_for(cfg.data.dataset, dataset, settings)
+
+
+def build_val_dataset(cfg: Config | DictConfig) -> TopDownDataset:
     """Val crops from GT boxes or, with ``eval.use_gt_boxes=false``, from ``eval.det_file``."""
     det_file = None
     if not cfg.eval.use_gt_boxes:

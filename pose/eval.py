@@ -22,32 +22,27 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DistributedSampler
 
 from pose.config import (
+    build_evaluator,
     build_val_dataset,
     check_eval_config,
     checkpoint_config,
+    decode_settings,
     keypoint_spec,
     model_from_checkpoint,
     register_configs,
     resolve_device,
     run_reporting_errors,
 )
-from pose.data import build_loader
 from pose.engine.distributed import (
     DistributedContext,
-    broadcast_object,
     cleanup_distributed,
+    decide_on_main,
     init_distributed,
     shared_output_dir,
 )
-from pose.engine.inference import (
-    evaluate_predictions,
-    gather_predictions,
-    predict,
-    write_evaluation,
-)
+from pose.engine.inference import evaluate_model, evaluation_loader
 from pose.engine.logger import setup_logging
 from pose.engine.precision import use_channels_last
 from pose.visualize import save_prediction_grid
@@ -67,19 +62,19 @@ def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
         cleanup_distributed()
 
 
+def refuse_existing_evaluation(out_dir: Path) -> None:
+    """An evaluation is never written over another one."""
+    if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
+        raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
+                              "Choose another folder with hydra.run.dir=...")
+
+
 def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
                    context: DistributedContext) -> dict[str, float]:
     """Predict, score and write the evaluation. Under torchrun every process predicts its share
     of the crops; rank 0 scores the gathered predictions and writes the files."""
     out_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
-    error = None
-    if context.is_main and ((out_dir / "metrics.json").exists()
-                            or (out_dir / "results.json").exists()):
-        error = FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
-                                "Choose another folder with hydra.run.dir=...")
-    error = broadcast_object(error)
-    if error is not None:
-        raise error
+    decide_on_main(partial(refuse_existing_evaluation, out_dir))
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir, is_main=context.is_main)
@@ -92,37 +87,26 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
     if use_channels_last(cfg.train.channels_last, device):
         model.to(memory_format=torch.channels_last)
     dataset = build_val_dataset(cfg)
-    sampler = (DistributedSampler(dataset, context.world_size, context.rank, shuffle=False)
-               if context.enabled else None)
-    loader = build_loader(dataset, cfg.eval.batch_size, sampler=sampler,
-                          num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    loader = evaluation_loader(dataset, cfg.eval.batch_size, context, cfg.data.num_workers)
     boxes = "GT boxes" if cfg.eval.use_gt_boxes else f"detections from {cfg.eval.det_file}"
     logger.info("evaluating %s (%s) on %s/%s, %d crops from %s, flip test %s, %d process%s",
                 cfg.checkpoint, cfg.model.name, cfg.data.root, cfg.data.val_split, len(dataset),
                 boxes, "on" if cfg.eval.flip_test else "off", context.world_size,
                 "es" if context.enabled else "")
-
-    spec = keypoint_spec(cfg.data)
-    predictions = gather_predictions(predict(
-        model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
-        shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
-        sigma=cfg.data.sigma))
-    if not context.is_main:
+    evaluator = build_evaluator(cfg, dataset, device) if context.is_main else None
+    evaluation = evaluate_model(model, loader, evaluator, decode_settings(cfg), context, out_dir)
+    if evaluation is None:  # not rank 0
         return {}
-    evaluation = evaluate_predictions(predictions, dataset,
-                                      visibility_threshold=cfg.eval.visibility_threshold,
-                                      oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)
-    metrics, results = evaluation.metrics, evaluation.results
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    write_evaluation(out_dir, metrics, results)
     if cfg.eval.num_visualize > 0:
-        picture = save_prediction_grid(dataset, results, out_dir / "predictions.jpg",
-                                       skeleton=spec.skeleton, num_images=cfg.eval.num_visualize,
+        picture = save_prediction_grid(dataset, evaluation.results, out_dir / "predictions.jpg",
+                                       skeleton=keypoint_spec(cfg.data).skeleton,
+                                       num_images=cfg.eval.num_visualize,
                                        score_threshold=cfg.eval.visibility_threshold)
         logger.info("predicted skeletons on val images: %s", picture)
     print(evaluation.table())
     logger.info("results.json and metrics.json written to %s", out_dir)
-    return metrics
+    return evaluation.metrics
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="eval")

@@ -16,41 +16,38 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DistributedSampler
 
 from pose.config import (
     build_dataset,
+    build_evaluator,
     build_val_dataset,
     check_eval_config,
+    decode_settings,
     keypoint_spec,
     register_configs,
     resolve_device,
     run_reporting_errors,
     to_plain,
 )
-from pose.data import build_loader
-from pose.data.coco import IMAGENET_MEAN, IMAGENET_STD
+from pose.data import TopDownDataset, build_loader
+from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import (
     DistributedContext,
     ResumableSampler,
     broadcast_object,
     cleanup_distributed,
+    decide_on_main,
     init_distributed,
     shared_output_dir,
 )
 from pose.engine.ema import ModelEma
-from pose.engine.inference import (
-    PRIMARY_METRICS,
-    evaluate_predictions,
-    gather_predictions,
-    predict,
-    write_evaluation,
-)
-from pose.engine.logger import prediction_pictures, setup_logging
+from pose.engine.inference import evaluate_model, evaluation_loader
+from pose.engine.logger import get_logger, prediction_pictures, setup_logging
 from pose.engine.optim import build_optimizer, build_scheduler
 from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
+from pose.evaluation.evaluators import EVALUATORS
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
 
@@ -61,22 +58,17 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path,
     """The run folder (rank 0's: under torchrun each rank resolved ``${now:}`` itself) and the
     checkpoint to resume from; refuses a folder that holds a run unless resuming it."""
     run_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
-    # Rank 0 decides; every rank raises its error (they all stop, rather than wait for rank 0).
-    error, resume_path = None, None
-    if context.is_main:
-        try:
-            resume_path = resume_checkpoint_path(cfg.train.resume, run_dir)
-            last = run_dir / "last.pt"
-            if last.exists() and (resume_path is None or resume_path.resolve() != last.resolve()):
-                raise FileExistsError(f"{run_dir} already holds a training run (last.pt); "
-                                      "nothing was changed. Continue it with train.resume=true, "
-                                      "or choose another folder with hydra.run.dir=...")
-        except (OSError, ValueError) as raised:
-            error = raised
-    error, resume_path = broadcast_object((error, resume_path))
-    if error is not None:
-        raise error
-    return run_dir, resume_path
+
+    def resume_path() -> Path | None:
+        path = resume_checkpoint_path(cfg.train.resume, run_dir)
+        last = run_dir / "last.pt"
+        if last.exists() and (path is None or path.resolve() != last.resolve()):
+            raise FileExistsError(f"{run_dir} already holds a training run (last.pt); nothing "
+                                  "was changed. Continue it with train.resume=true, or choose "
+                                  "another folder with hydra.run.dir=...")
+        return path
+
+    return run_dir, decide_on_main(resume_path)
 
 
 def train(cfg: DictConfig) -> None:
@@ -85,6 +77,56 @@ def train(cfg: DictConfig) -> None:
         run_training(cfg, context)
     finally:
         cleanup_distributed()
+
+
+def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: TopDownDataset,
+                      from_scratch: bool) -> TrainParts:
+    """Model (with the backbone weights of ``model.pretrained`` on a fresh run), its training
+    wrapper (DDP, channels_last, compile), EMA, loss, optimizer, schedule and loss scaler."""
+    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    if cfg.model.pretrained and from_scratch:
+        message = load_backbone_weights(model, cfg.model.pretrained, model_name=cfg.model.name)
+        get_logger().info("%s", message)
+    train_model = prepare_model(model, context, channels_last=cfg.train.channels_last,
+                                compile_model=cfg.train.compile, sync_bn=cfg.train.sync_bn,
+                                cudnn_benchmark=cfg.train.cudnn_benchmark)
+    optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,
+                                cfg.train.weight_decay, cfg.train.momentum)
+    scheduler = build_scheduler(optimizer, cfg.train.scheduler, epochs=cfg.train.epochs,
+                                milestones=list(cfg.train.milestones), gamma=cfg.train.lr_gamma,
+                                min_lr=cfg.train.min_lr, warmup_iters=cfg.train.warmup_iters,
+                                warmup_ratio=cfg.train.warmup_ratio)
+    return TrainParts(
+        model, build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
+                          topk=cfg.train.ohkm_topk),
+        optimizer, scheduler, train_model=train_model,
+        grad_scaler=grad_scaler_for(autocast_dtype(cfg.train.precision, context.device),
+                                    context.device),
+        ema=ModelEma(model, cfg.train.ema_decay) if cfg.train.ema else None,
+        batch_transform=train_set.batch_transform())
+
+
+def train_settings(cfg: DictConfig, context: DistributedContext, best_metric: str
+                   ) -> TrainSettings:
+    return TrainSettings(
+        epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
+        accumulate_steps=cfg.train.accumulate_steps,
+        autocast=autocast_dtype(cfg.train.precision, context.device),
+        clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
+        checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
+        best_metric=best_metric)
+
+
+def log_image_hook(cfg: DictConfig, val_set: TopDownDataset, device: torch.device):
+    """What draws the same val crops with their predictions at every evaluation (None: off)."""
+    if cfg.train.num_log_images <= 0:
+        return None
+    count = min(cfg.train.num_log_images, len(val_set))
+    crops = [val_set[index * len(val_set) // count] for index in range(count)]  # spread out
+    return partial(prediction_pictures, images=torch.stack([crop["image"] for crop in crops]),
+                   joints=torch.stack([crop["joints"] for crop in crops]),
+                   skeleton=keypoint_spec(cfg.data).skeleton, device=device, mean=IMAGENET_MEAN,
+                   std=IMAGENET_STD)
 
 
 def run_training(cfg: DictConfig, context: DistributedContext) -> None:
@@ -97,90 +139,43 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     seed_everything(cfg.seed)
     device = context.device
     check_eval_config(cfg.eval)
-    autocast = autocast_dtype(cfg.train.precision, device)
     logger.info("run folder: %s (device %s, %d process%s, autocast %s)\n%s", run_dir, device,
-                context.world_size, "es" if context.enabled else "", autocast or "off",
-                OmegaConf.to_yaml(cfg))
+                context.world_size, "es" if context.enabled else "",
+                autocast_dtype(cfg.train.precision, device) or "off", OmegaConf.to_yaml(cfg))
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
-    loader_options = {"num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda"}
     sampler = ResumableSampler(train_set, num_replicas=context.world_size, rank=context.rank,
                                seed=cfg.seed)
     train_loader = build_loader(train_set, cfg.train.batch_size, sampler=sampler, seed=cfg.seed,
-                                drop_last=len(sampler) > cfg.train.batch_size, **loader_options)
-    # Under DDP each rank predicts a share of the val set (padded to equal shares; the
-    # gathering drops the repeats).
-    val_sampler = (DistributedSampler(val_set, context.world_size, context.rank, shuffle=False)
-                   if context.enabled else None)
-    val_loader = build_loader(val_set, cfg.eval.batch_size, sampler=val_sampler,
-                              **loader_options)
+                                drop_last=len(sampler) > cfg.train.batch_size,
+                                num_workers=cfg.data.num_workers,
+                                pin_memory=device.type == "cuda")
+    val_loader = evaluation_loader(val_set, cfg.eval.batch_size, context, cfg.data.num_workers)
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
     logger.info("annotations not used for training: %s", train_set.skipped_annotations)
+    evaluator = build_evaluator(cfg, val_set, device) if context.is_main else None
+    decoding = decode_settings(cfg)
 
-    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
-    if cfg.model.pretrained and resume_path is None:
-        logger.info("%s", load_backbone_weights(model, cfg.model.pretrained,
-                                                model_name=cfg.model.name))
-    train_model = prepare_model(model, context, channels_last=cfg.train.channels_last,
-                                compile_model=cfg.train.compile, sync_bn=cfg.train.sync_bn,
-                                cudnn_benchmark=cfg.train.cudnn_benchmark)
-    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema else None
-    loss_fn = build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
-                         topk=cfg.train.ohkm_topk)
-    optimizer = build_optimizer(model.parameters(), cfg.train.optimizer, cfg.train.lr,
-                                cfg.train.weight_decay, cfg.train.momentum)
-    scheduler = build_scheduler(optimizer, cfg.train.scheduler, epochs=cfg.train.epochs,
-                                milestones=list(cfg.train.milestones), gamma=cfg.train.lr_gamma,
-                                min_lr=cfg.train.min_lr, warmup_iters=cfg.train.warmup_iters,
-                                warmup_ratio=cfg.train.warmup_ratio)
-    spec = keypoint_spec(cfg.data)
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        # Every rank predicts its share; rank 0 scores, writes, and tells the others.
+        evaluation = evaluate_model(model, val_loader, evaluator, decoding, context, run_dir)
+        if evaluation is not None:
+            logger.info("evaluation on %s:\n%s", cfg.data.val_split, evaluation.table())
+        return broadcast_object(None if evaluation is None else evaluation.metrics)
+
+    best_metric = EVALUATORS[cfg.data.dataset].primary
+    parts = build_train_parts(cfg, context, train_set, from_scratch=resume_path is None)
     resume = None
     if resume_path is not None:
         resume = load_checkpoint(resume_path)
         logger.info("continuing from %s (step %d)", resume_path, resume["step"])
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        # Every rank predicts its share of the val set (DistributedSampler); the shares are
-        # gathered, and rank 0 scores them, writes the files and tells the others the metrics.
-        predictions = gather_predictions(predict(
-            model, val_loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
-            shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
-            sigma=cfg.data.sigma))
-        metrics = None
-        if context.is_main:
-            evaluation = evaluate_predictions(
-                predictions, val_set, visibility_threshold=cfg.eval.visibility_threshold,
-                oks_nms_threshold=cfg.eval.oks_nms_threshold, device=device)
-            write_evaluation(run_dir, evaluation.metrics, evaluation.results)
-            logger.info("evaluation on %s:\n%s", cfg.data.val_split, evaluation.table())
-            metrics = evaluation.metrics
-        return broadcast_object(metrics)
-
-    log_images = None
-    if cfg.train.num_log_images > 0 and context.is_main:
-        # The same val crops at every evaluation, spread over the val set.
-        count = min(cfg.train.num_log_images, len(val_set))
-        crops = [val_set[index * len(val_set) // count] for index in range(count)]
-        images = torch.stack([crop["image"] for crop in crops])
-        joints = torch.stack([crop["joints"] for crop in crops])
-        log_images = partial(prediction_pictures, images=images, joints=joints,
-                             skeleton=spec.skeleton, device=device, mean=IMAGENET_MEAN,
-                             std=IMAGENET_STD)
-
-    parts = TrainParts(model, loss_fn, optimizer, scheduler, train_model=train_model,
-                       grad_scaler=grad_scaler_for(autocast, device), ema=ema,
-                       batch_transform=train_set.batch_transform())
-    settings = TrainSettings(
-        epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
-        accumulate_steps=cfg.train.accumulate_steps, autocast=autocast,
-        clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
-        checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
-        best_metric=PRIMARY_METRICS[cfg.data.dataset])
-    state = fit(parts, train_loader, run_dir, settings, evaluate=evaluate, config=to_plain(cfg),
-                resume=resume, log_images=log_images, context=context)
+    log_images = log_image_hook(cfg, val_set, device) if context.is_main else None
+    state = fit(parts, train_loader, run_dir, train_settings(cfg, context, best_metric),
+                evaluate=evaluate, config=to_plain(cfg), resume=resume, log_images=log_images,
+                context=context)
     logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",
-                state.step, PRIMARY_METRICS[cfg.data.dataset], state.best_metric, run_dir)
+                state.step, best_metric, state.best_metric, run_dir)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")

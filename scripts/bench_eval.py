@@ -7,7 +7,8 @@ The set (pose.synthetic.results) has 5,000 images, about 6,500 people with keypo
 plus crowd regions and annotations without keypoints (~11k annotations, as COCO val2017), and
 about 65k results. Every evaluator gets the same parsed input: the ground truth as a loaded dict
 (each library's COCO object is built from it outside the timing, as a loaded val set is) and the
-results as a list of dicts, both as ``json.load`` gives them. Timed is what it takes from the results list to the ten stats:
+results as a list of dicts, both as ``json.load`` gives them. Timed is what it takes from the
+results list to the ten stats:
 pycocotools' ``loadRes``, ``evaluate``, ``accumulate`` and ``summarize``; ours from the result
 dicts (``evaluate_coco_keypoints``, ground truth parsing included and, separately, with the
 ground truth parsed once) and from tensors (``evaluate_coco_keypoints_tensors``, what the

@@ -19,7 +19,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from pose.config import register_configs
-from pose.engine.inference import PRIMARY_METRICS
+from pose.evaluation.evaluators import EVALUATORS
 from pose.synthetic import generate_coco_dataset, generate_mpii_dataset
 
 CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
@@ -85,7 +85,7 @@ def main() -> int:
                         "eval/metrics.json", "eval/results.json"]
             missing = [file for file in expected if not (run_dir / file).is_file()] if ok else []
             ok = ok and not missing
-            metric = PRIMARY_METRICS[dataset]
+            metric = EVALUATORS[dataset].primary
             value = (json.loads((run_dir / "eval" / "metrics.json").read_text())[metric]
                      if ok else None)
             status = f"ok ({metric} {value:.3f})" if ok else f"FAILED {missing or ''}"

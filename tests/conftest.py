@@ -34,7 +34,7 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def coco_sample_dir() -> Path:
-    """Four real COCO val2017 images with ground truth and detector boxes (shipped in tests/data)."""
+    """Four real COCO val2017 images with ground truth and detector boxes (in tests/data)."""
     return TEST_DATA / "coco_sample"
 
 

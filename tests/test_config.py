@@ -40,7 +40,8 @@ class Recipe(NamedTuple):
 HRNET_COCO = (0.35, 45.0, 0.3)
 LITE_COCO = (0.25, 30.0, 0.3)
 MPII = (0.25, 30.0, 0.0)  # no half-body on MPII (HRNet: PROB_HALF_BODY -1; mmpose: no step)
-COCO_256, COCO_384, MPII_256 = ([192, 256], [48, 64]), ([288, 384], [72, 96]), ([256, 256], [64, 64])
+COCO_256, COCO_384 = ([192, 256], [48, 64]), ([288, 384], [72, 96])
+MPII_256 = ([256, 256], [64, 64])
 OFFICIAL_RECIPES = {
     "hrnet_w32_256x192": Recipe("hrnet_w32", 17, "coco", *COCO_256, 2.0, 32, 1e-3, 0, HRNET_COCO),
     "hrnet_w32_384x288": Recipe("hrnet_w32", 17, "coco", *COCO_384, 3.0, 32, 1e-3, 0, HRNET_COCO),
@@ -166,3 +167,50 @@ def test_demo_preset_runs_on_the_cpu_sized_model():
     assert all(size % 32 == 0 for size in cfg.data.image_size)
     assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)
     assert cfg.train.precision in PRECISIONS
+
+
+class _CocoLikeDataset:
+    """What an evaluator reads off a COCO-format dataset: the parsed file and the keypoints."""
+
+    def __init__(self, annotations: dict) -> None:
+        from pose.data.keypoints import COCO_KEYPOINTS
+
+        self.annotations = annotations
+        self.annotation_file = Path("person_keypoints_val.json")
+        self.keypoints = COCO_KEYPOINTS
+
+
+def test_eval_nms_reaches_the_evaluator():
+    import torch
+
+    from pose.config import build_evaluator, check_eval_config
+    from pose.evaluation.predictions import Predictions
+
+    cfg = compose_train("experiment=demo", "eval.nms=soft_oks")
+    check_eval_config(cfg.eval)
+    pose = [[60.0 + 5 * k, 40.0 + 8 * k, 2] for k in range(17)]
+    annotations = {
+        "images": [{"id": 1, "width": 300, "height": 300, "file_name": "1.jpg"}],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "num_keypoints": 17, "area": 9000.0, "bbox": [60, 40, 80, 128],
+                         "keypoints": [value for joint in pose for value in joint]}]}
+    # The ground-truth pose twice (the copy one pixel off): soft OKS-NMS keeps both (it decays
+    # the copy's score only to rank it); OKS-NMS keeps one; "none" both.
+    keypoints = torch.tensor([[joint[:2] for joint in pose]] * 2, dtype=torch.float32)
+    keypoints[1, :, 0] += 1
+    predictions = Predictions(
+        keypoints=keypoints, maxvals=torch.full((2, 17), 0.9), centers=torch.zeros(2, 2),
+        scales=torch.ones(2, 2), box_scores=torch.tensor([1.0, 0.9]),
+        image_ids=torch.tensor([1, 1]), indices=torch.arange(2))
+    counts = {}
+    for method in ("oks", "soft_oks", "none"):
+        cfg.eval.nms = method
+        evaluator = build_evaluator(cfg, _CocoLikeDataset(annotations), torch.device("cpu"))
+        evaluation = evaluator(predictions)
+        counts[method] = len(evaluation.results)
+        assert evaluation.metrics["AP"] == pytest.approx(1.0)  # the best pose is exact
+    assert counts == {"oks": 1, "soft_oks": 2, "none": 2}
+    cfg.eval.nms = "greedy"
+    with pytest.raises(ValueError, match="eval.nms='greedy' is not known"):
+        check_eval_config(cfg.eval)

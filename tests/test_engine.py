@@ -1,4 +1,5 @@
-"""Engine pieces: checkpoints (atomic, readable errors), the LR schedule against the official one."""
+"""Engine pieces: checkpoints (atomic, readable errors), the LR schedule against the official
+one."""
 
 from __future__ import annotations
 

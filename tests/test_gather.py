@@ -13,7 +13,10 @@ from torch import distributed
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pose.data import CocoKeypoints
-from pose.engine.inference import Predictions, evaluate_predictions, gather_predictions, predict
+from pose.engine.inference import gather_predictions, predict
+from pose.evaluation.decode import DecodeSettings
+from pose.evaluation.evaluators import EVALUATORS, EvaluationSettings
+from pose.evaluation.predictions import Predictions
 from pose.models import create_model
 
 WORLD_SIZE = 2
@@ -28,7 +31,7 @@ def _predict(dataset: CocoKeypoints, weights: dict, sampler=None) -> Predictions
     model = create_model("hrnet_w8_tiny", num_joints=17)
     model.load_state_dict(weights)
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, shuffle=False)
-    return predict(model, loader, torch.device("cpu"), dataset.keypoints.flip_pairs)
+    return predict(model, loader, torch.device("cpu"), DecodeSettings(dataset.keypoints.flip_pairs))
 
 
 def _rank(rank: int, root: str, weights_path: str, out_dir: str) -> None:
@@ -74,8 +77,8 @@ def test_gather_predictions_equals_one_process(dataset_root, tmp_path):
         for name in Predictions.__dataclass_fields__:
             assert torch.equal(getattr(gathered, name), getattr(single, name)), name
     # Hence the same numbers as one process.
-    assert evaluate_predictions(outputs[0]["gathered"], dataset).metrics == \
-        evaluate_predictions(single, dataset).metrics
+    evaluator = EVALUATORS["coco"].for_dataset(dataset, EvaluationSettings())
+    assert evaluator(outputs[0]["gathered"]).metrics == evaluator(single).metrics
 
 
 def test_gather_without_process_group_sorts_and_deduplicates():

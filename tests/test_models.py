@@ -105,7 +105,8 @@ def test_builder_validates_overrides_against_the_spec():
         create_model("hrnet_w8_tiny", width=8)
     with pytest.raises(ValueError, match=r"unknown LiteHRNet override\(s\) \['official_fusion'\]"):
         create_model("lite_hrnet_18", official_fusion=False)
-    model = create_model("lite_hrnet_18", num_joints=3, official_fuse=False, widths=(20, 40, 80, 160))
+    model = create_model("lite_hrnet_18", num_joints=3, official_fuse=False,
+                         widths=(20, 40, 80, 160))
     assert model.num_joints == 3 and model.head.final_layer.in_channels == 20
     assert set(MODELS) == set(list_models())
 

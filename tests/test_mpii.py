@@ -1,5 +1,5 @@
 """MPII: the dataset (official _get_db), PCKh against the official evaluation, and the evaluation
-through evaluate_predictions."""
+through the MPII evaluator."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 
 from pose.data.keypoints import MPII_KEYPOINTS
 from pose.data.mpii import MpiiKeypoints, read_mpii_gt_mat
-from pose.engine.inference import Predictions, evaluate_predictions
 from pose.evaluation import OFFICIAL_MEAN_AT_01, PCKH_NAMES, pckh, pckh_per_joint
+from pose.evaluation.evaluators import EVALUATORS, EvaluationSettings
+from pose.evaluation.predictions import Predictions
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_gt_mat_is_preferred_and_checked(reference_dir, tmp_path):
         MpiiKeypoints(root, "valid").pckh_ground_truth()
 
 
-def test_evaluate_predictions_gives_the_pckh_table(mpii_sample_dir, tmp_path):
+def test_mpii_evaluator_gives_the_pckh_table(mpii_sample_dir, tmp_path):
     annotations = json.loads((mpii_sample_dir / "test_mpii.json").read_text())
     for annotation in annotations:
         annotation["head_box"] = [[0, 0], [30, 40]]
@@ -152,13 +153,15 @@ def test_evaluate_predictions_gives_the_pckh_table(mpii_sample_dir, tmp_path):
     predictions = Predictions(
         keypoints=truth.float(), maxvals=torch.full((count, 16), 0.9),
         centers=torch.zeros(count, 2), scales=torch.ones(count, 2),
-        box_scores=torch.ones(count), image_ids=torch.tensor([r["image_id"] for r in dataset.records]),
+        box_scores=torch.ones(count),
+        image_ids=torch.tensor([record["image_id"] for record in dataset.records]),
         indices=torch.arange(count))
     # Shuffled, with a duplicate (as a DistributedSampler pads), the result is the same.
     order = torch.tensor([3, 0, 4, 1, 2, 0])
     shuffled = Predictions(**{name: getattr(predictions, name)[order]
                               for name in Predictions.__dataclass_fields__})
-    evaluation = evaluate_predictions(shuffled, dataset)
+    evaluator = EVALUATORS["mpii"].for_dataset(dataset, EvaluationSettings())
+    evaluation = evaluator(shuffled)
     assert evaluation.primary == "Mean" and evaluation.primary_value == 100.0
     assert evaluation.metrics["Head"] == 100.0
     assert len(evaluation.results) == count
@@ -168,7 +171,7 @@ def test_evaluate_predictions_gives_the_pckh_table(mpii_sample_dir, tmp_path):
     missing_one = Predictions(**{name: getattr(predictions, name)[1:]
                                  for name in Predictions.__dataclass_fields__})
     with pytest.raises(ValueError, match="one prediction per person"):
-        evaluate_predictions(missing_one, dataset)
+        evaluator(missing_one)
 
 
 def test_bad_layout_and_entries(tmp_path):

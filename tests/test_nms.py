@@ -11,6 +11,8 @@ import torch
 
 from pose.data.keypoints import COCO_KEYPOINTS
 from pose.evaluation.nms import (
+    NMS_METHODS,
+    batched_nms,
     batched_oks_nms,
     batched_soft_oks_nms,
     grouped_score_order,
@@ -269,3 +271,34 @@ def test_grouped_score_order_is_numpy_order_per_group():
         expected += members[np.argsort(scores[members])[::-1]].tolist()
     assert grouped_score_order(torch.from_numpy(scores), torch.from_numpy(image_ids)).tolist() \
         == expected
+
+
+def _duplicated_poses() -> tuple[torch.Tensor, ...]:
+    """Image 7: one pose and a copy one pixel to the right (OKS ~0.97 at area 200 x 200);
+    image 9: a lone pose. Scores 0.9, 0.8, 0.5."""
+    base = torch.stack([torch.linspace(50, 150, 17), torch.linspace(20, 180, 17),
+                        torch.ones(17)], dim=1)
+    shifted = base.clone()
+    shifted[:, 0] += 1.0
+    keypoints = torch.stack([base, shifted, base + 300]).double()
+    return (keypoints, torch.tensor([0.9, 0.8, 0.5], dtype=torch.float64),
+            torch.full((3,), 200.0 * 200.0, dtype=torch.float64), torch.tensor([7, 7, 9]))
+
+
+@pytest.mark.parametrize("method", NMS_METHODS)
+def test_batched_nms_dispatches_each_method(method):
+    keypoints, scores, areas, groups = _duplicated_poses()
+    kept = batched_nms(method, keypoints, scores, areas, groups, threshold=0.9)
+    expected = {"oks": batched_oks_nms(keypoints, scores, areas, groups, 0.9),
+                "soft_oks": batched_soft_oks_nms(keypoints, scores, areas, groups, 0.9),
+                "none": grouped_score_order(scores, groups)}[method]
+    assert torch.equal(kept, expected)
+    # OKS-NMS drops the near copy; the soft variant only lowers its score (at most 20 per
+    # image are kept), and "none" keeps everything.
+    assert kept.tolist() == {"oks": [0, 2], "soft_oks": [0, 1, 2], "none": [0, 1, 2]}[method]
+
+
+def test_unknown_nms_method_is_refused():
+    keypoints, scores, areas, groups = _duplicated_poses()
+    with pytest.raises(ValueError, match="'soft' is not known: expected one of oks, soft_oks"):
+        batched_nms("soft", keypoints, scores, areas, groups)

@@ -96,7 +96,8 @@ def test_hrnet_loads_from_every_layout(hrnet_fixture, layout, tmp_path):
 
 
 def test_what_torch_load_returned_loads_too(hrnet_fixture, tmp_path):
-    path = write_checkpoint(tmp_path / "m.pth", "mmpose1", _float32(hrnet_fixture["state_dict_fp16"]))
+    path = write_checkpoint(tmp_path / "m.pth", "mmpose1",
+                            _float32(hrnet_fixture["state_dict_fp16"]))
     model = create_model("hrnet_w32")
     load_pretrained(model, torch.load(path, weights_only=False))
     _assert_output(model, hrnet_fixture)
@@ -132,7 +133,8 @@ def test_foreign_keys_are_listed(tiny_state_dict, tmp_path):
 
 def test_another_width_is_a_shape_mismatch(tiny_state_dict, tmp_path):
     path = write_checkpoint(tmp_path / "w8.pth", "bare", tiny_state_dict)
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(file vs model\): layer1.0.conv1.weight: \(16, 32, 1, 1\) vs \(32"):
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(file vs model\): "
+                       r"layer1.0.conv1.weight: \(16, 32, 1, 1\) vs \(32"):
         load_pretrained(create_model("hrnet_w16_tiny"), path)
 
 
@@ -178,7 +180,8 @@ def test_imagenet_backbone_loads_and_the_head_stays(hrnet_fixture, tmp_path):
 
 def test_backbone_of_another_width_is_an_error(tiny_state_dict, tmp_path):
     path = write_checkpoint(tmp_path / "w8.pth", "bare", tiny_state_dict)
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(file vs model\): layer1.0.conv1.weight: \(16, 32, 1, 1\) vs \(32"):
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(file vs model\): "
+                       r"layer1.0.conv1.weight: \(16, 32, 1, 1\) vs \(32"):
         load_backbone_weights(create_model("hrnet_w16_tiny"), path)
     unrelated = tmp_path / "unrelated.pth"
     torch.save({"classifier.weight": torch.zeros(2, 2)}, unrelated)
@@ -282,7 +285,8 @@ def test_eval_runs_on_an_official_file(dataset, tiny_state_dict, tmp_path, run_m
 @pytest.mark.slow
 def test_training_starts_from_imagenet_backbone(dataset, tiny_state_dict, tmp_path, run_module):
     path = tmp_path / "imagenet.pth"
-    classifier = {"incre_modules.0.0.conv1.weight": torch.zeros(1), "classifier.bias": torch.zeros(2)}
+    classifier = {"incre_modules.0.0.conv1.weight": torch.zeros(1),
+                  "classifier.bias": torch.zeros(2)}
     torch.save({**{key: value for key, value in tiny_state_dict.items()
                    if not key.startswith("final_layer.")}, **classifier}, path)
     result = run_module("pose.train", "experiment=demo", "model=hrnet_w8_tiny",

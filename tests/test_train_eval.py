@@ -63,7 +63,8 @@ def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert list(metrics) == list(METRIC_NAMES)
     results = json.loads((out_dir / "results.json").read_text())
-    detected_images = {entry["image_id"] for entry in json.loads((dataset / DETECTIONS).read_text())}
+    detections = json.loads((dataset / DETECTIONS).read_text())
+    detected_images = {entry["image_id"] for entry in detections}
     assert {entry["image_id"] for entry in results} <= detected_images
     assert (out_dir / "predictions.jpg").is_file()
 

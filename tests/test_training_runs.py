@@ -154,7 +154,8 @@ def test_the_slurm_launcher_config_composes(launcher):
                                  "hydra.launcher.partition=gpu", "experiment=hrnet_w32_256x192",
                                  "train.resume=auto"])
     settings = cfg.hydra.launcher
-    assert settings._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert settings._target_ == ("hydra_plugins.hydra_submitit_launcher.submitit_launcher."
+                                 "SlurmLauncher")
     assert (settings.nodes, settings.partition) == (2, "gpu")
     if launcher == "slurm":  # our preset: one task per GPU, requeued runs resume
         assert (settings.tasks_per_node, settings.gpus_per_node) == (8, 8)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pose.data.coco import (
-    ANNOTATION_SKIPS,
-    LOADING_EVENTS,
-    CocoKeypoints,
-    CorruptImageWarning,
-    ImageReadError,
-)
+from pose.data.coco import ANNOTATION_SKIPS, CocoKeypoints
 from pose.data.device import DeviceAugmentation
 from pose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from pose.data.loading import build_loader, collate_skip_none, init_worker
 from pose.data.mpii import MpiiKeypoints
+from pose.data.topdown import LOADING_EVENTS, CorruptImageWarning, ImageReadError, TopDownDataset
 from pose.data.transforms import AugmentationParams
 
 __all__ = [
@@ -27,6 +22,7 @@ __all__ = [
     "ImageReadError",
     "KeypointSpec",
     "MpiiKeypoints",
+    "TopDownDataset",
     "build_loader",
     "collate_skip_none",
     "init_worker",

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pose.data.coco import CocoKeypoints
 from pose.data.keypoints import MPII_KEYPOINTS, KeypointSpec
+from pose.data.topdown import TopDownDataset
 from pose.data.transforms import PIXEL_STD, AugmentationParams
 from pose.evaluation.pckh import PckhGroundTruth
 
@@ -81,15 +81,15 @@ def read_mpii_gt_mat(path: str | Path) -> PckhGroundTruth:
                            head_boxes=head_boxes, source=str(path))
 
 
-class MpiiKeypoints(CocoKeypoints):
+class MpiiKeypoints(TopDownDataset):
     """MPII people (HRNet json layout), one item per annotated person; items as
-    :class:`pose.data.CocoKeypoints` gives them (crop, targets, augmentation).
+    :class:`pose.data.topdown.TopDownDataset` gives them (crop, targets, augmentation).
 
     Args:
         root: dataset root (layout in the module docstring).
         split: annotation file name without ``.json`` (``"train"``, ``"valid"``).
         image_size, heatmap_size, sigma, train, augmentation, seed, reduced_decoding,
-            device_augmentation: as for ``CocoKeypoints``.
+            device_augmentation: see :class:`TopDownDataset`.
         keypoints: the 16-joint MPII layout.
     """
 
@@ -111,6 +111,7 @@ class MpiiKeypoints(CocoKeypoints):
         if keypoints.num_joints != NUM_JOINTS:
             raise ValueError(f"MPII has 16 joints, the keypoint layout {keypoints.name!r} "
                              f"{keypoints.num_joints}")
+        self.skipped_annotations: dict[str, int] = {}  # every json person is used
         # The json gives no image sizes, which device augmentation needs (so it is refused
         # with a clear error) and reduced decoding needs (so it leaves every image as is).
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
@@ -118,13 +119,7 @@ class MpiiKeypoints(CocoKeypoints):
                          reduced_decoding=reduced_decoding,
                          device_augmentation=device_augmentation)
 
-    def _load_records(self, det_file: str | Path | None,
-                      det_score_threshold: float) -> list[dict[str, Any]]:
-        del det_score_threshold
-        if det_file is not None:
-            raise ValueError("MPII is evaluated on its annotated people (the official centres "
-                             "and scales); detection boxes are not supported")
-        self.det_file = None
+    def _load_records(self) -> list[dict[str, Any]]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"MPII root {self.root} does not exist or is not a folder; "
                                     f"{_LAYOUT_HELP}")

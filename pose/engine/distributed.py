@@ -9,9 +9,9 @@ single process and nothing here changes it. Rank 0 writes the logs and checkpoin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch

@@ -1,4 +1,5 @@
-"""The one evaluation path: model over person crops → decoded keypoints → gathered → scored → written.
+"""The one evaluation path: person crops → model → decoded keypoints → gathered → scored →
+written.
 
 model → heatmaps → (flip-test average) → sub-cell refinement → image pixels (:func:`predict`);
 under DDP every rank predicts a share and :func:`gather_predictions` collects them; an evaluator

@@ -8,9 +8,10 @@ the CPU or on CUDA:
    best 20 per cell (``maxDets``).
 2. OKS is computed for the (detection, ground truth) pairs of each cell, all cells at once, in
    float64, with pycocotools' operation order, numpy's ``exp`` and numpy's summation order, so
-   on the CPU the values are the same bits as pycocotools' on that CPU. Ground truth with no labelled joint measures the distance to its box
-   enlarged to three times its size. Only pairs with OKS >= 0.5 (the lowest threshold) can ever
-   match, so pairs whose joints are provably too far apart for that are skipped first.
+   on the CPU the values are the same bits as pycocotools' on that CPU. Ground truth with no
+   labelled joint measures the distance to its box enlarged to three times its size. Only pairs
+   with OKS >= 0.5 (the lowest threshold) can ever match, so pairs whose joints are provably too
+   far apart for that are skipped first.
 3. The greedy matching runs over the detections' rank within their cell (at most 20 steps),
    vectorised over cells, the 10 OKS thresholds and the 3 area ranges; detections that compete
    with no other for their ground truths match in one step. Its rules are pycocotools': a
@@ -187,7 +188,8 @@ def load_coco_keypoint_ground_truth(
         image_ids = tuple(sorted({image["id"] for image in images}))
         category_ids = tuple(sorted({category["id"] for category in categories}))
     except (KeyError, TypeError) as error:
-        raise ValueError(f"every COCO image and category needs a sortable 'id' ({error})") from error
+        raise ValueError(f"every COCO image and category needs a sortable 'id' ({error})") \
+            from error
     image_index = {image_id: index for index, image_id in enumerate(image_ids)}
     category_index = {category_id: index for index, category_id in enumerate(category_ids)}
     # pycocotools evaluates only annotations of listed images and categories.

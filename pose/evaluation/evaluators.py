@@ -22,6 +22,7 @@ from pose.evaluation.coco_eval import (
     METRIC_NAMES,
     CocoKeypointGroundTruth,
     evaluate_coco_keypoints_tensors,
+    load_coco_keypoint_ground_truth,
 )
 from pose.evaluation.nms import NMS_METHODS, rescore
 from pose.evaluation.pckh import PCKH_NAMES, PckhGroundTruth, pckh
@@ -99,8 +100,14 @@ class CocoEvaluator:
 
     @classmethod
     def for_dataset(cls, dataset: Any, settings: EvaluationSettings) -> CocoEvaluator:
-        """From a COCO-format dataset: its parsed ``ground_truth`` and its keypoints' sigmas."""
-        return cls(dataset.ground_truth, dataset.keypoints.oks_sigmas, settings)
+        """From a COCO-format dataset: the ground truth of its annotation file (the dataset's
+        parse of it, ``annotations``, when it kept one) and its keypoints' OKS sigmas."""
+        source = getattr(dataset, "annotations", None) or dataset.annotation_file
+        try:
+            ground_truth = load_coco_keypoint_ground_truth(source)
+        except ValueError as error:
+            raise ValueError(f"{dataset.annotation_file}: {error}") from error
+        return cls(ground_truth, dataset.keypoints.oks_sigmas, settings)
 
     def __call__(self, predictions: Predictions) -> Evaluation:
         """Rescoring, NMS, AP; ``results`` are the official results entries of the kept poses."""
@@ -173,7 +180,7 @@ class MpiiEvaluator:
 EVALUATORS: dict[str, type[Evaluator]] = {"coco": CocoEvaluator, "mpii": MpiiEvaluator}
 
 
-def build_evaluator(kind: str, dataset: Any,
+def evaluator_for(kind: str, dataset: Any,
                     settings: EvaluationSettings = EvaluationSettings()) -> Evaluator:
     """The evaluator of ``dataset``, a dataset of the kind ``kind`` (a key of
     :data:`EVALUATORS`)."""

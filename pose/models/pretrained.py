@@ -2,13 +2,14 @@
 
 :func:`load_pretrained` loads a whole pose model, strictly, from any of these files:
 
-| file | container | key naming |
-| --- | --- | --- |
-| official HRNet model zoo (``pose_hrnet_w32_256x192.pth``) | bare state dict | ``conv1.weight``, ``final_layer.weight`` |
-| official HRNet training ``checkpoint.pth`` | ``{'state_dict', 'epoch', ...}`` | ``module.`` + the above |
-| official Lite-HRNet, mmpose 0.x | ``{'meta', 'state_dict', 'optimizer'}`` | ``backbone.*``, ``keypoint_head.*`` |
-| mmpose 1.x | ``{'meta', 'state_dict', ...}`` | ``backbone.*``, ``head.*`` |
-| ours (pose.train) | ``{'format': 'pose-checkpoint', 'model', ...}`` | the model's own |
+- official HRNet model zoo (``pose_hrnet_w32_256x192.pth``): a bare state dict, keys
+  ``conv1.weight``, ..., ``final_layer.weight``;
+- official HRNet training ``checkpoint.pth``: ``{'state_dict', 'epoch', ...}``, keys
+  ``module.`` + the above;
+- official Lite-HRNet, mmpose 0.x: ``{'meta', 'state_dict', 'optimizer'}``, keys
+  ``backbone.*``, ``keypoint_head.*``;
+- mmpose 1.x: ``{'meta', 'state_dict', ...}``, keys ``backbone.*``, ``head.*``;
+- ours (pose.train): ``{'format': 'pose-checkpoint', 'model', ...}``, the model's own keys.
 
 Nothing here knows a file format by name. The container is unwrapped (our ``model``, else a
 ``state_dict`` entry, else the file itself), DataParallel's ``module.`` is stripped, and then the

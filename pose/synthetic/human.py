@@ -185,7 +185,8 @@ def _pose_legs(rng: np.random.Generator, points: dict[str, np.ndarray], crouchin
         if not crouching and rng.random() < 0.08:  # a kick or a step up
             hip_flexion = rng.uniform(30, 100)
         hip_flexion = math.radians(hip_flexion)
-        abduction = math.radians(rng.uniform(-4, 12) if rng.random() < 0.75 else rng.uniform(12, 40))
+        abduction = math.radians(rng.uniform(-4, 12) if rng.random() < 0.75
+                                 else rng.uniform(12, 40))
         upper = np.array([sign * math.sin(abduction), math.cos(abduction) * math.cos(hip_flexion),
                           math.cos(abduction) * math.sin(hip_flexion)])
         if crouching:
