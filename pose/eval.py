@@ -50,6 +50,7 @@ from pose.engine.inference import (
 )
 from pose.engine.logger import setup_logging
 from pose.engine.precision import use_channels_last
+from pose.engine.run_dir import RunFolder
 from pose.visualize import save_prediction_grid
 
 register_configs()
@@ -59,24 +60,32 @@ OmegaConf.register_new_resolver("pose_dirname", lambda path: os.path.dirname(pat
 
 
 def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
-    cfg, checkpoint, ours = checkpoint_config(cli_cfg, list(HydraConfig.get().overrides.task))
-    context = init_distributed(resolve_device(cfg.device))
-    try:
-        return run_evaluation(cfg, checkpoint, ours, context)
-    finally:
-        cleanup_distributed()
+    # First: a run refused before evaluating removes the folder Hydra made for it.
+    with RunFolder(HydraConfig.get().runtime.output_dir) as run_folder:
+        cfg, checkpoint, ours = checkpoint_config(cli_cfg, list(HydraConfig.get().overrides.task))
+        context = init_distributed(resolve_device(cfg.device))
+        try:
+            return run_evaluation(cfg, checkpoint, ours, context, run_folder)
+        finally:
+            cleanup_distributed()
 
 
 def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
-                   context: DistributedContext) -> dict[str, float]:
+                   context: DistributedContext, run_folder: RunFolder) -> dict[str, float]:
     """Predict, score and write the evaluation. Under torchrun every process predicts its share
     of the crops; rank 0 scores the gathered predictions and writes the files."""
     out_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
     error = None
-    if context.is_main and ((out_dir / "metrics.json").exists()
-                            or (out_dir / "results.json").exists()):
-        error = FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
-                                "Choose another folder with hydra.run.dir=...")
+    if context.is_main:
+        try:
+            run_folder.claim()  # one run at a time in a folder
+            if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
+                raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was "
+                                      "changed. Choose another folder with hydra.run.dir=...")
+        except OSError as raised:
+            error = raised
+    else:
+        run_folder.keep()  # rank 0's to lock and remove
     error = broadcast_object(error)
     if error is not None:
         raise error
@@ -103,6 +112,7 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
                 "es" if context.enabled else "")
 
     spec = keypoint_spec(cfg.data)
+    run_folder.keep()  # evaluating starts: what the run writes from here stays
     predictions = gather_predictions(predict(
         model, loader, device, spec.flip_pairs, flip_test=cfg.eval.flip_test,
         shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,

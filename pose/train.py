@@ -30,7 +30,7 @@ from pose.config import (
 )
 from pose.data import build_loader
 from pose.data.coco import IMAGENET_MEAN, IMAGENET_STD
-from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
+from pose.engine.checkpoint import load_resume_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import (
     DistributedContext,
     ResumableSampler,
@@ -50,6 +50,7 @@ from pose.engine.inference import (
 from pose.engine.logger import prediction_pictures, setup_logging
 from pose.engine.optim import build_optimizer, build_scheduler
 from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.run_dir import RunFolder
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
@@ -57,7 +58,8 @@ from pose.models import create_model, load_backbone_weights
 register_configs()
 
 
-def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path, Path | None]:
+def prepare_run_dir(cfg: DictConfig, context: DistributedContext,
+                    run_folder: RunFolder) -> tuple[Path, Path | None]:
     """The run folder (rank 0's: under torchrun each rank resolved ``${now:}`` itself) and the
     checkpoint to resume from; refuses a folder that holds a run unless resuming it."""
     run_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
@@ -65,6 +67,7 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path,
     error, resume_path = None, None
     if context.is_main:
         try:
+            run_folder.claim()  # one run at a time in a folder
             resume_path = resume_checkpoint_path(cfg.train.resume, run_dir)
             last = run_dir / "last.pt"
             if last.exists() and (resume_path is None or resume_path.resolve() != last.resolve()):
@@ -73,6 +76,8 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path,
                                       "or choose another folder with hydra.run.dir=...")
         except (OSError, ValueError) as raised:
             error = raised
+    else:
+        run_folder.keep()  # rank 0's to lock and remove
     error, resume_path = broadcast_object((error, resume_path))
     if error is not None:
         raise error
@@ -80,15 +85,17 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path,
 
 
 def train(cfg: DictConfig) -> None:
-    context = init_distributed(resolve_device(cfg.device))
-    try:
-        run_training(cfg, context)
-    finally:
-        cleanup_distributed()
+    # First: a run refused before training starts removes the folder Hydra made for it.
+    with RunFolder(HydraConfig.get().runtime.output_dir) as run_folder:
+        context = init_distributed(resolve_device(cfg.device))
+        try:
+            run_training(cfg, context, run_folder)
+        finally:
+            cleanup_distributed()
 
 
-def run_training(cfg: DictConfig, context: DistributedContext) -> None:
-    run_dir, resume_path = prepare_run_dir(cfg, context)
+def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFolder) -> None:
+    run_dir, resume_path = prepare_run_dir(cfg, context, run_folder)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_path is None or not (run_dir / "config.yaml").exists():
@@ -121,7 +128,8 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
     if cfg.model.pretrained and resume_path is None:
         logger.info("%s", load_backbone_weights(model, cfg.model.pretrained,
-                                                model_name=cfg.model.name))
+                                                model_name=cfg.model.name,
+                                                trust_checkpoint=cfg.trust_checkpoint))
     train_model = prepare_model(model, context, channels_last=cfg.train.channels_last,
                                 compile_model=cfg.train.compile, sync_bn=cfg.train.sync_bn,
                                 cudnn_benchmark=cfg.train.cudnn_benchmark)
@@ -137,7 +145,7 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     spec = keypoint_spec(cfg.data)
     resume = None
     if resume_path is not None:
-        resume = load_checkpoint(resume_path)
+        resume = load_resume_checkpoint(resume_path, trust_checkpoint=cfg.trust_checkpoint)
         logger.info("continuing from %s (step %d)", resume_path, resume["step"])
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
@@ -177,6 +185,7 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
         clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
         checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
         best_metric=PRIMARY_METRICS[cfg.data.dataset])
+    run_folder.keep()  # training starts: what the run writes from here stays
     state = fit(parts, train_loader, run_dir, settings, evaluate=evaluate, config=to_plain(cfg),
                 resume=resume, log_images=log_images, context=context)
     logger.info("done after %d steps: best %s %.4f; checkpoints and TensorBoard logs in %s",

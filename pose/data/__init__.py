@@ -11,7 +11,13 @@ from pose.data.coco import (
 )
 from pose.data.device import DeviceAugmentation
 from pose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
-from pose.data.loading import build_loader, collate_skip_none, init_worker
+from pose.data.loading import (
+    LoaderWorkerError,
+    build_loader,
+    collate_skip_none,
+    init_worker,
+    worker_death,
+)
 from pose.data.mpii import MpiiKeypoints
 from pose.data.transforms import AugmentationParams
 
@@ -26,8 +32,10 @@ __all__ = [
     "DeviceAugmentation",
     "ImageReadError",
     "KeypointSpec",
+    "LoaderWorkerError",
     "MpiiKeypoints",
     "build_loader",
     "collate_skip_none",
     "init_worker",
+    "worker_death",
 ]

@@ -34,6 +34,7 @@ from pose.evaluation import (
     rescore,
     rescore_and_nms,
 )
+from pose.io import atomic_write_text
 
 
 @dataclass
@@ -256,8 +257,9 @@ def gather_predictions(predictions: Predictions) -> Predictions:
 def write_evaluation(out_dir: str | Path, metrics: dict[str, float],
                      results: list[dict[str, Any]]) -> None:
     """``results.json`` (COCO results format; for MPII, one entry per person) and
-    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent)."""
+    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent), each
+    written atomically (a run stopped mid-write leaves the previous file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(results))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
