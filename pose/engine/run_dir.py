@@ -2,10 +2,12 @@
 
 Hydra makes the run folder (``hydra.run.dir``) before the entry point's code starts, so a run
 refused at start-up (a missing dataset, an unreadable checkpoint, a folder that holds another
-run) would leave it behind. :class:`RunFolder` records whether this run made the folder; when
-the run stops with an error before :meth:`RunFolder.keep` (training or evaluation has started),
-it removes the folder, but only if this run made it and everything in it was written during
-this run. A folder that existed before is never removed.
+run) would leave it behind, with the ``log.txt`` and ``config.yaml`` written meanwhile.
+:class:`RunFolder` records whether this run made the folder and what was in it; when the run
+stops with an error before :meth:`RunFolder.keep` (training or evaluation has started), it
+removes what the run wrote (what was not there before and was written during this run) and
+then the folder, if this run made it and it is empty. A folder that existed is never removed;
+in one it did not make, a run removes only while it holds the folder's lock.
 
 :meth:`RunFolder.claim` takes the folder's lock (``.pose.lock``, holding the pid, host and start
 time): a second run pointed at the same folder is refused rather than interleaved. The lock is
@@ -32,6 +34,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -58,7 +61,9 @@ def made_during_this_run(path: Path) -> bool:
 
 
 def _written_during_this_run(path: Path) -> bool:
-    """Whether everything under ``path`` was changed after this process started."""
+    """Whether ``path``, and everything under it, was changed after this process started."""
+    if not path.is_dir() or path.is_symlink():
+        return os.lstat(path).st_mtime >= PROCESS_START
     for folder, _, names in os.walk(path):
         for name in (".", *names):
             try:
@@ -77,6 +82,16 @@ def _close_log_files(path: Path) -> None:
             if filename and Path(filename).resolve().is_relative_to(path.resolve()):
                 handler.close()
                 logger.removeHandler(handler)
+
+
+def _warn(message: str) -> None:
+    """A warning to pose's log where it is set up, else to stderr (not to Hydra's root logger,
+    which prints to stdout)."""
+    logger = logging.getLogger("pose")
+    if logger.handlers:
+        logger.warning("%s", message)
+    else:
+        print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr)
 
 
 def _process_alive(pid: int) -> bool:
@@ -105,6 +120,8 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.kept = False
         self._lock_descriptor: int | None = None
+        # What was there before this run: a refused run removes only what is not in it.
+        self._entries_before = {entry.name for entry in self.path.iterdir()}
 
     @property
     def lock_file(self) -> Path:
@@ -158,8 +175,7 @@ class RunFolder:
                     f"{self.lock_file}); nothing was changed. Wait for it to end, or choose "
                     "another folder with hydra.run.dir=...") from None
         if holder:  # the lock of a run that was killed: the kernel dropped its flock
-            logging.getLogger("pose").warning("the run folder's lock was stale (%s, no longer "
-                                              "running): taken over", holder)
+            _warn(f"the run folder's lock was stale ({holder}, no longer running): taken over")
 
     @staticmethod
     def _holder_alive(holder: str) -> bool:
@@ -174,8 +190,7 @@ class RunFolder:
         for path in self.path.iterdir():
             if _TEMPORARY.match(path.name) and path.is_file():
                 path.unlink(missing_ok=True)
-                logging.getLogger("pose").warning("removed %s, the unfinished write of a run "
-                                                  "that was stopped", path)
+                _warn(f"removed {path}, the unfinished write of a run that was stopped")
 
     def release(self) -> None:
         """Let go of the lock (the lock file goes)."""
@@ -186,22 +201,31 @@ class RunFolder:
         os.close(self._lock_descriptor)
         self._lock_descriptor = None
 
-    def remove_if_refused(self) -> bool:
-        """Remove the folder when the run stopped before :meth:`keep`, this run made it and
-        everything in it was written during this run; returns whether it was removed."""
-        if self.kept or not self.created or not self.path.is_dir():
-            return False
-        if not _written_during_this_run(self.path):
-            return False
+    def remove_if_refused(self) -> None:
+        """After an error before :meth:`keep`: remove what this run wrote, when it is known to
+        be this run's (the folder is one this run made, or this run holds its lock): the
+        entries that were not there before and were written during this run; then the folder
+        itself if this run made it and it is empty."""
+        if self.kept or not (self.created or self._lock_descriptor is not None):
+            return
         _close_log_files(self.path)
-        shutil.rmtree(self.path, ignore_errors=True)
-        return not self.path.exists()
+        for entry in self.path.iterdir():
+            if (entry.name in self._entries_before or entry.name == LOCK_NAME
+                    or not _written_during_this_run(entry)):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def __enter__(self) -> RunFolder:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self.release()
         if error is not None:
-            self.remove_if_refused()
+            self.remove_if_refused()  # while holding the lock: no other run writes meanwhile
+        self.release()
+        if error is not None and not self.kept and self.created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if empty
