@@ -183,35 +183,51 @@ def test_one_run_per_folder(tmp_path):
         third.claim()
 
 
+# A run holding a folder's lock, with a forked child (as a DataLoader worker) that outlives it.
 _HOLDER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from pose.engine.run_dir import RunFolder
     RunFolder(sys.argv[1]).claim()
-    print("locked", flush=True)
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print("locked", child, flush=True)
     time.sleep(600)
 """)
 
 
 def hold_the_lock(folder: Path) -> subprocess.Popen:
-    """Another process holding ``folder``'s lock (until it is killed)."""
+    """Another process holding ``folder``'s lock (until it is killed); ``holder.child``: the
+    pid of its forked child, which the caller kills."""
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)],
                               stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    word, child = holder.stdout.readline().split()
+    assert word == "locked"
+    holder.child = int(child)
     return holder
+
+
+def stop(holder: subprocess.Popen) -> None:
+    """SIGKILL the holder (its forked child lives on, as a worker of a killed run does)."""
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
 
 
 @pytest.mark.slow
 def test_the_lock_of_a_killed_run_is_stale(tmp_path):
     holder = hold_the_lock(tmp_path)
-    with pytest.raises(RunFolderBusyError, match=f"pid {holder.pid} "):
-        RunFolder(tmp_path).claim()
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    assert f"pid {holder.pid} " in (tmp_path / LOCK_NAME).read_text()  # left by the killed run
-    with RunFolder(tmp_path) as folder:
-        folder.claim()  # taken over (pose.train's stderr says so: see the test below)
-        assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
-    assert _entries(tmp_path) == []
+    try:
+        with pytest.raises(RunFolderBusyError, match=f"pid {holder.pid} "):
+            RunFolder(tmp_path).claim()
+        stop(holder)
+        assert f"pid {holder.pid} " in (tmp_path / LOCK_NAME).read_text()  # left by the run
+        with RunFolder(tmp_path) as folder:
+            folder.claim()  # taken over (pose.train's stderr says so: see the test below)
+            assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
+        assert _entries(tmp_path) == []
+    finally:
+        os.kill(holder.child, signal.SIGKILL)
 
 
 # --- Through the entry points ---------------------------------------------------------------
@@ -273,8 +289,8 @@ def test_a_second_run_on_a_folder_in_use_is_refused(dataset, tmp_path):
         assert f"{run_dir} is in use by another run (pid {holder.pid} on host" in line
         assert _entries(run_dir) == [LOCK_NAME]  # nothing written
     finally:
-        holder.kill()
-        holder.wait()
+        stop(holder)
+        os.kill(holder.child, signal.SIGKILL)
     after = run(train_command(dataset, run_dir, "train.max_steps=1"))
     assert after.returncode == 0, after.stderr[-3000:]
     assert "lock was stale" in after.stderr and LOCK_NAME not in _entries(run_dir)

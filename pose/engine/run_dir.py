@@ -47,6 +47,21 @@ LOCK_NAME = ".pose.lock"
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
+# The lock files this process holds open. A forked child (a DataLoader worker) closes its copies
+# at once: an flock belongs to the open file, so a worker outliving a killed run would hold it.
+_HELD_LOCKS: set[int] = set()
+
+
+def _forget_locks_in_child() -> None:
+    for descriptor in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 class RunFolderBusyError(FileExistsError):
     """Another run (alive) holds the run folder's lock."""
 
@@ -149,6 +164,7 @@ class RunFolder:
             os.write(descriptor, (f"pid {os.getpid()} on host {socket.gethostname()} since "
                                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode())
             self._lock_descriptor = descriptor
+            _HELD_LOCKS.add(descriptor)
             self._remove_unfinished_writes()
             return
         raise RunFolderBusyError(f"cannot take the lock {self.lock_file}: other runs keep "
@@ -198,6 +214,7 @@ class RunFolder:
             return
         with contextlib.suppress(OSError):
             self.lock_file.unlink()
+        _HELD_LOCKS.discard(self._lock_descriptor)
         os.close(self._lock_descriptor)
         self._lock_descriptor = None
 

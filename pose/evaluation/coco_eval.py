@@ -178,6 +178,14 @@ def _annotation_error(annotations: list) -> str:
     return "malformed ground-truth annotations"
 
 
+def _check_indexable(annotations: list) -> None:
+    """A ValueError naming the first annotation pycocotools could not index either (not a
+    dict, or without ``image_id`` or ``category_id``)."""
+    if not all(isinstance(annotation, Mapping) and "image_id" in annotation
+               and "category_id" in annotation for annotation in annotations):
+        raise ValueError(_annotation_error(annotations))
+
+
 def load_coco_keypoint_ground_truth(
     gt: str | Path | Mapping | Any,
 ) -> CocoKeypointGroundTruth:
@@ -218,11 +226,7 @@ def load_coco_keypoint_ground_truth(
         raise ValueError(f"every COCO image and category needs a sortable 'id' ({error})") from error
     image_index = {image_id: index for index, image_id in enumerate(image_ids)}
     category_index = {category_id: index for index, category_id in enumerate(category_ids)}
-    malformed = next((position for position, annotation in enumerate(annotations)
-                      if not isinstance(annotation, Mapping) or "image_id" not in annotation
-                      or "category_id" not in annotation), None)
-    if malformed is not None:  # pycocotools cannot index it either
-        raise ValueError(_annotation_error(annotations))
+    _check_indexable(annotations)
     # pycocotools evaluates only annotations of listed images and categories.
     evaluated = [annotation for annotation in annotations
                  if annotation.get("image_id") in image_index
