@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pose.engine.checkpoint import load_checkpoint, load_resume_checkpoint, save_checkpoint
-from pose.engine.run_dir import LOCK_NAME, RunFolder, RunFolderBusyError
+from pose.engine.run_dir import LOCK_NAME, PROCESS_START, RunFolder, RunFolderBusyError
 from pose.io import FileWriteError, atomic_write_text
 from pose.models.weights import CheckpointError
 
@@ -124,7 +124,8 @@ def test_a_damaged_last_checkpoint_names_the_best_one(tmp_path):
 # --- The run folder -------------------------------------------------------------------------
 
 def _made_before_this_run(path: Path) -> Path:
-    os.utime(path, (time.time() - 60, time.time() - 60))
+    """``path``, dated before this process started (what RunFolder compares with)."""
+    os.utime(path, (PROCESS_START - 60, PROCESS_START - 60))
     return path
 
 
