@@ -127,6 +127,10 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     checkpoint: str | None = None  # pose.eval: the checkpoint to evaluate
+    # Read weight files (checkpoint=, model.pretrained=, train.resume) that hold more than
+    # tensors and plain types with the full unpickler, which RUNS code the file names: only for
+    # files from a source you trust (README, "Weight files"). False: such files are refused.
+    trust_checkpoint: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -287,7 +291,8 @@ def checkpoint_config(cli_cfg: DictConfig, overrides: list[str]) -> tuple[DictCo
     """
     from pose.models.weights import is_pose_checkpoint, read_checkpoint_file
 
-    checkpoint = read_checkpoint_file(cli_cfg.checkpoint)
+    checkpoint = read_checkpoint_file(cli_cfg.checkpoint,
+                                      trust_checkpoint=cli_cfg.trust_checkpoint)
     ours = is_pose_checkpoint(checkpoint)
     if ours:
         return merge_checkpoint_config(cli_cfg, checkpoint["config"], overrides), checkpoint, ours
@@ -323,9 +328,15 @@ def run_reporting_errors(program: str, function, *args) -> Any:
 
     from omegaconf.errors import OmegaConfBaseException
 
+    from pose.data.loading import worker_death
+
     try:
         return function(*args)
-    except (*USER_ERRORS, OmegaConfBaseException) as error:
+    except (*USER_ERRORS, OmegaConfBaseException, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, RuntimeError):  # a DataLoader worker that died is one line too
+            message = worker_death(error)
+            if message is None:
+                raise
         print(f"{program}: error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -45,6 +45,7 @@ from pose.engine.distributed import (
 from pose.engine.inference import evaluate_model, evaluation_loader
 from pose.engine.logger import setup_logging
 from pose.engine.precision import use_channels_last
+from pose.engine.run_dir import RunFolder
 from pose.visualize import save_prediction_grid
 
 register_configs()
@@ -54,27 +55,32 @@ OmegaConf.register_new_resolver("pose_dirname", lambda path: os.path.dirname(pat
 
 
 def evaluate(cli_cfg: DictConfig) -> dict[str, float]:
-    cfg, checkpoint, ours = checkpoint_config(cli_cfg, list(HydraConfig.get().overrides.task))
-    context = init_distributed(resolve_device(cfg.device))
-    try:
-        return run_evaluation(cfg, checkpoint, ours, context)
-    finally:
-        cleanup_distributed()
+    # First: a run refused before evaluating removes the folder Hydra made for it.
+    with RunFolder(HydraConfig.get().runtime.output_dir) as run_folder:
+        cfg, checkpoint, ours = checkpoint_config(cli_cfg, list(HydraConfig.get().overrides.task))
+        context = init_distributed(resolve_device(cfg.device))
+        try:
+            return run_evaluation(cfg, checkpoint, ours, context, run_folder)
+        finally:
+            cleanup_distributed()
 
 
-def refuse_existing_evaluation(out_dir: Path) -> None:
-    """An evaluation is never written over another one."""
+def claim_output_dir(out_dir: Path, run_folder: RunFolder) -> None:
+    """One run at a time in a folder, and an evaluation is never written over another one."""
+    run_folder.claim()
     if (out_dir / "metrics.json").exists() or (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir} already holds an evaluation; nothing was changed. "
                               "Choose another folder with hydra.run.dir=...")
 
 
 def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
-                   context: DistributedContext) -> dict[str, float]:
+                   context: DistributedContext, run_folder: RunFolder) -> dict[str, float]:
     """Predict, score and write the evaluation. Under torchrun every process predicts its share
     of the crops; rank 0 scores the gathered predictions and writes the files."""
     out_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
-    decide_on_main(partial(refuse_existing_evaluation, out_dir))
+    if not context.is_main:
+        run_folder.keep()  # rank 0's to lock and remove
+    decide_on_main(partial(claim_output_dir, out_dir, run_folder))
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir, is_main=context.is_main)
@@ -94,6 +100,7 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
                 boxes, "on" if cfg.eval.flip_test else "off", context.world_size,
                 "es" if context.enabled else "")
     evaluator = build_evaluator(cfg, dataset, device) if context.is_main else None
+    run_folder.keep()  # evaluating starts: what the run writes from here stays
     evaluation = evaluate_model(model, loader, evaluator, decode_settings(cfg), context, out_dir)
     if evaluation is None:  # not rank 0
         return {}

@@ -31,7 +31,7 @@ from pose.config import (
 )
 from pose.data import TopDownDataset, build_loader
 from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from pose.engine.checkpoint import load_checkpoint, resume_checkpoint_path
+from pose.engine.checkpoint import load_resume_checkpoint, resume_checkpoint_path
 from pose.engine.distributed import (
     DistributedContext,
     ResumableSampler,
@@ -46,6 +46,7 @@ from pose.engine.inference import evaluate_model, evaluation_loader
 from pose.engine.logger import get_logger, prediction_pictures, setup_logging
 from pose.engine.optim import build_optimizer, build_scheduler
 from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.run_dir import RunFolder
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
 from pose.evaluation.evaluators import EVALUATORS
 from pose.losses import build_loss
@@ -54,12 +55,14 @@ from pose.models import create_model, load_backbone_weights
 register_configs()
 
 
-def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path, Path | None]:
+def prepare_run_dir(cfg: DictConfig, context: DistributedContext,
+                    run_folder: RunFolder) -> tuple[Path, Path | None]:
     """The run folder (rank 0's: under torchrun each rank resolved ``${now:}`` itself) and the
     checkpoint to resume from; refuses a folder that holds a run unless resuming it."""
     run_dir = shared_output_dir(Path(HydraConfig.get().runtime.output_dir))
 
     def resume_path() -> Path | None:
+        run_folder.claim()  # one run at a time in a folder
         path = resume_checkpoint_path(cfg.train.resume, run_dir)
         last = run_dir / "last.pt"
         if last.exists() and (path is None or path.resolve() != last.resolve()):
@@ -68,15 +71,19 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext) -> tuple[Path,
                                   "another folder with hydra.run.dir=...")
         return path
 
+    if not context.is_main:
+        run_folder.keep()  # rank 0's to lock and remove
     return run_dir, decide_on_main(resume_path)
 
 
 def train(cfg: DictConfig) -> None:
-    context = init_distributed(resolve_device(cfg.device))
-    try:
-        run_training(cfg, context)
-    finally:
-        cleanup_distributed()
+    # First: a run refused before training starts removes the folder Hydra made for it.
+    with RunFolder(HydraConfig.get().runtime.output_dir) as run_folder:
+        context = init_distributed(resolve_device(cfg.device))
+        try:
+            run_training(cfg, context, run_folder)
+        finally:
+            cleanup_distributed()
 
 
 def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: TopDownDataset,
@@ -85,7 +92,8 @@ def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: T
     wrapper (DDP, channels_last, compile), EMA, loss, optimizer, schedule and loss scaler."""
     model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
     if cfg.model.pretrained and from_scratch:
-        message = load_backbone_weights(model, cfg.model.pretrained, model_name=cfg.model.name)
+        message = load_backbone_weights(model, cfg.model.pretrained, model_name=cfg.model.name,
+                                        trust_checkpoint=cfg.trust_checkpoint)
         get_logger().info("%s", message)
     train_model = prepare_model(model, context, channels_last=cfg.train.channels_last,
                                 compile_model=cfg.train.compile, sync_bn=cfg.train.sync_bn,
@@ -129,8 +137,8 @@ def log_image_hook(cfg: DictConfig, val_set: TopDownDataset, device: torch.devic
                    std=IMAGENET_STD)
 
 
-def run_training(cfg: DictConfig, context: DistributedContext) -> None:
-    run_dir, resume_path = prepare_run_dir(cfg, context)
+def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFolder) -> None:
+    run_dir, resume_path = prepare_run_dir(cfg, context, run_folder)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_path is None or not (run_dir / "config.yaml").exists():
@@ -168,9 +176,10 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     parts = build_train_parts(cfg, context, train_set, from_scratch=resume_path is None)
     resume = None
     if resume_path is not None:
-        resume = load_checkpoint(resume_path)
+        resume = load_resume_checkpoint(resume_path, trust_checkpoint=cfg.trust_checkpoint)
         logger.info("continuing from %s (step %d)", resume_path, resume["step"])
     log_images = log_image_hook(cfg, val_set, device) if context.is_main else None
+    run_folder.keep()  # training starts: what the run writes from here stays
     state = fit(parts, train_loader, run_dir, train_settings(cfg, context, best_metric),
                 evaluate=evaluate, config=to_plain(cfg), resume=resume, log_images=log_images,
                 context=context)

@@ -258,7 +258,7 @@ def test_bad_detection_files(sample_root, tmp_path):
         CocoKeypoints(sample_root, SPLIT, det_file=tmp_path / "missing.json")
     not_a_list = tmp_path / "dict.json"
     not_a_list.write_text(json.dumps({"image_id": 785}))
-    with pytest.raises(TypeError, match="dict.json.*JSON list"):
+    with pytest.raises(ValueError, match="dict.json.*JSON list"):
         CocoKeypoints(sample_root, SPLIT, det_file=not_a_list)
     no_score = tmp_path / "no_score.json"
     no_score.write_text(json.dumps([

@@ -103,6 +103,7 @@ def test_unusable_annotations_are_skipped_and_counted(coco_sample_dir, tmp_path)
         {"bbox": [10.0, 10.0]},  # not 4 numbers
         {"area": 0.0},  # official rule: area must be > 0
         {"bbox": [10.0, 20.0, 0.5, 50.0]},  # zero width after cleaning: kept, as officially
+        {"image_id": 999999},  # an image the file does not list: left out, as officially
     ):
         variants.append(variant(**changes))
     annotations["annotations"] = variants
@@ -111,6 +112,7 @@ def test_unusable_annotations_are_skipped_and_counted(coco_sample_dir, tmp_path)
     dataset = CocoKeypoints(root, SPLIT)
     assert dataset.skipped_annotations == {
         "crowd": 1, "not_person": 1, "no_labelled_joints": 1, "degenerate_box": 5,
+        "unknown_image": 1,
     }
     assert len(dataset) == 2
     assert dataset.records[1]["box_xywh"] == [10.0, 20.0, 0.0, 49.0]

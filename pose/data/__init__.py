@@ -5,7 +5,13 @@ from __future__ import annotations
 from pose.data.coco import ANNOTATION_SKIPS, CocoKeypoints
 from pose.data.device import DeviceAugmentation
 from pose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
-from pose.data.loading import build_loader, collate_skip_none, init_worker
+from pose.data.loading import (
+    LoaderWorkerError,
+    build_loader,
+    collate_skip_none,
+    init_worker,
+    worker_death,
+)
 from pose.data.mpii import MpiiKeypoints
 from pose.data.topdown import LOADING_EVENTS, CorruptImageWarning, ImageReadError, TopDownDataset
 from pose.data.transforms import AugmentationParams
@@ -21,9 +27,11 @@ __all__ = [
     "DeviceAugmentation",
     "ImageReadError",
     "KeypointSpec",
+    "LoaderWorkerError",
     "MpiiKeypoints",
     "TopDownDataset",
     "build_loader",
     "collate_skip_none",
     "init_worker",
+    "worker_death",
 ]

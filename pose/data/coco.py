@@ -33,7 +33,10 @@ _LAYOUT_HELP = (
 )
 
 # Why an annotation of the file gives no training/evaluation record (counted at start-up).
-ANNOTATION_SKIPS = ("crowd", "not_person", "no_labelled_joints", "degenerate_box")
+ANNOTATION_SKIPS = ("crowd", "not_person", "no_labelled_joints", "degenerate_box",
+                    "unknown_image")
+# Why a detection of a detection file gives no evaluation record.
+DETECTION_SKIPS = ("not_person", "below_score_threshold")
 def _resolve_layout(root: Path, split: str) -> tuple[Path, Path]:
     """The annotation file and the image folder under ``root``, or FileNotFoundError."""
     if not root.is_dir():
@@ -83,39 +86,79 @@ def _annotations_by_image(annotations: dict[str, Any], annotation_file: Path
     return images, by_image
 
 
-def _load_detections(det_file: Path, score_threshold: float) -> list[dict[str, Any]]:
-    """Person detections from a COCO-results json (list of {image_id, bbox, score, ...})."""
+def _finite_numbers(values: Any, count: int) -> bool:
+    """Whether ``values`` is a list of ``count`` finite numbers (not strings, not bools)."""
+    return (isinstance(values, (list, tuple)) and len(values) == count
+            and all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) for value in values))
+
+
+def _load_detections(det_file: Path, score_threshold: float
+                     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Person detections from a COCO-results json (list of {image_id, bbox, score, ...}), and
+    how many were skipped for each of :data:`DETECTION_SKIPS`."""
     if not det_file.is_file():
         raise FileNotFoundError(
             f"detection file {det_file} not found; expected a COCO-results json list of "
             "{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}"
         )
-    with open(det_file) as handle:
-        detections = json.load(handle)
+    try:
+        with open(det_file) as handle:
+            detections = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"detection file {det_file} is not valid JSON: {error}") from error
     if not isinstance(detections, list):
-        raise TypeError(
+        raise ValueError(  # noqa: TRY004 (bad input data: ValueError, one line)
             f"detection file {det_file} must hold a JSON list of detections, "
             f"got {type(detections).__name__}"
         )
-    kept = []
+    kept, skipped = [], dict.fromkeys(DETECTION_SKIPS, 0)
     for position, detection in enumerate(detections):
         valid = (
             isinstance(detection, dict)
             and {"image_id", "bbox", "score"} <= detection.keys()
-            and len(detection["bbox"]) == 4
+            and isinstance(detection["image_id"], (int, str))
+            and _finite_numbers(detection["bbox"], 4)
+            and _finite_numbers([detection["score"]], 1)
         )
         if not valid:
             raise ValueError(
                 f"detection file {det_file}: entry {position} is not a detection with "
-                f"'image_id', 'bbox' ([x, y, w, h]) and 'score': {detection!r}"
+                f"'image_id', 'bbox' ([x, y, w, h], finite numbers) and 'score' (a finite "
+                f"number): {detection!r}"
             )
         # A missing category is taken as "person", the only class such files normally hold.
         if detection.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
-            continue
-        if detection["score"] < score_threshold:
-            continue
-        kept.append(detection)
-    return kept
+            skipped["not_person"] += 1
+        elif detection["score"] < score_threshold:
+            skipped["below_score_threshold"] += 1
+        else:
+            kept.append(detection)
+    return kept, skipped
+
+
+def _image_size(image_info: Any, annotation_file: Path) -> tuple[int, int]:
+    """An image entry's (width, height) in pixels, or a ValueError naming it: the records need
+    them and the file name."""
+    valid = (isinstance(image_info, dict) and isinstance(image_info.get("file_name"), str)
+             and _finite_numbers([image_info.get("width"), image_info.get("height")], 2)
+             and image_info["width"] > 0 and image_info["height"] > 0)
+    if not valid:
+        raise ValueError(f"{annotation_file}: image {image_info.get('id')!r} needs a "
+                         "'file_name' and a positive 'width' and 'height' in pixels; it has "
+                         f"{image_info!r}")
+    return image_info["width"], image_info["height"]
+
+
+def _keypoint_values(annotation: dict[str, Any], annotation_file: Path) -> np.ndarray:
+    """An annotation's ``keypoints`` as a flat float64 array (empty when absent), or a
+    ValueError naming it when they are not a flat list of numbers."""
+    values = annotation.get("keypoints", [])
+    if not (isinstance(values, list) and all(isinstance(value, (int, float))
+                                             for value in values)):
+        raise ValueError(f"{annotation_file}: annotation {annotation.get('id')} has keypoints "
+                         f"that are not a flat list of numbers [x, y, v, ...]: {values!r:.80}")
+    return np.asarray(values, dtype=np.float64)
 
 
 def _clean_box(bbox: Any, width: int, height: int) -> list[float] | None:
@@ -184,6 +227,7 @@ class CocoKeypoints(TopDownDataset):
         self.det_file = None if det_file is None else Path(det_file)
         self.det_score_threshold = det_score_threshold
         self.skipped_annotations = dict.fromkeys(ANNOTATION_SKIPS, 0)
+        self.skipped_detections = dict.fromkeys(DETECTION_SKIPS, 0)
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
                          keypoints=keypoints, augmentation=augmentation, padding=padding,
                          seed=seed, reduced_decoding=reduced_decoding,
@@ -219,8 +263,12 @@ class CocoKeypoints(TopDownDataset):
         (official rules; each skipped annotation is counted in ``skipped_annotations``)."""
         num_joints = self.keypoints.num_joints
         records = []
+        # Annotations of images the file does not list are left out (as by pycocotools): counted.
+        self.skipped_annotations["unknown_image"] = sum(
+            len(annotations) for image_id, annotations in self._by_image.items()
+            if image_id not in self.images)
         for image_id, image_info in self.images.items():
-            width, height = image_info["width"], image_info["height"]
+            width, height = _image_size(image_info, self.annotation_file)
             for annotation in self._by_image[image_id]:
                 if annotation.get("iscrowd", 0):
                     self.skipped_annotations["crowd"] += 1
@@ -228,7 +276,7 @@ class CocoKeypoints(TopDownDataset):
                 if annotation.get("category_id") != PERSON_CATEGORY_ID:
                     self.skipped_annotations["not_person"] += 1
                     continue
-                keypoints = np.asarray(annotation.get("keypoints", []), dtype=np.float64)
+                keypoints = _keypoint_values(annotation, self.annotation_file)
                 if keypoints.size != 3 * num_joints:
                     raise ValueError(
                         f"{self.annotation_file}: annotation {annotation.get('id')} has "
@@ -236,7 +284,8 @@ class CocoKeypoints(TopDownDataset):
                         f"({self.keypoints.name})"
                     )
                 box = _clean_box(annotation.get("bbox"), width, height)
-                if box is None or not annotation.get("area", 0) > 0:
+                area = annotation.get("area", 0)
+                if box is None or not (_finite_numbers([area], 1) and area > 0):
                     self.skipped_annotations["degenerate_box"] += 1
                     continue
                 keypoints = keypoints.reshape(num_joints, 3)
@@ -265,20 +314,21 @@ class CocoKeypoints(TopDownDataset):
         """One record per person detection, box as given (no cleaning), in file order."""
         num_joints = self.keypoints.num_joints
         records = []
-        for position, detection in enumerate(_load_detections(det_file, score_threshold)):
+        detections, self.skipped_detections = _load_detections(det_file, score_threshold)
+        for position, detection in enumerate(detections):
             image_id = detection["image_id"]
             if image_id not in self.images:
                 raise ValueError(
                     f"detection file {det_file}: entry {position} refers to image_id "
                     f"{image_id!r}, which is not in {self.annotation_file}"
                 )
-            image_info = self.images[image_id]
+            width, height = _image_size(self.images[image_id], self.annotation_file)
             center, scale = box_to_center_scale(detection["bbox"], self.aspect_ratio, self.padding)
             records.append(
                 {
                     "image_id": image_id,
                     "image_path": self.image_path(image_id),
-                    "image_size": (int(image_info["width"]), int(image_info["height"])),
+                    "image_size": (int(width), int(height)),
                     "box_xywh": [float(v) for v in detection["bbox"]],
                     "center": center,
                     "scale": scale,

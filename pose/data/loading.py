@@ -5,12 +5,35 @@ images."""
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+
+class LoaderWorkerError(ChildProcessError):
+    """A DataLoader worker process died (the out-of-memory killer, a signal, a crash)."""
+
+
+def worker_death(error: BaseException) -> LoaderWorkerError | None:
+    """``error`` (what torch raises when a DataLoader worker dies: ``DataLoader worker (pid(s)
+    N) exited unexpectedly``, caused by ``... is killed by signal: Killed.``) as one line naming
+    the worker and the likely cause; None for any other error."""
+    messages = [str(cause) for cause in (error, error.__cause__, error.__context__)
+                if isinstance(cause, RuntimeError)]
+    if not any(message.startswith("DataLoader worker") for message in messages):
+        return None
+    pids = re.search(r"\(pid(?:\(s\))? ([\d, ]+)\)", " ".join(messages))
+    signal = next((found.group(1).rstrip(". ") for message in messages
+                   if (found := re.search(r"killed by signal: (.+)", message))), None)
+    how = f"was killed by signal {signal}" if signal else "exited unexpectedly"
+    hint = (" (the out-of-memory killer's signal: fewer loader workers or a smaller batch "
+            "use less memory)" if signal == "Killed" else "")
+    return LoaderWorkerError(f"DataLoader worker process (pid {pids.group(1) if pids else '?'}) "
+                             f"{how}{hint}")
 
 
 def collate_skip_none(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:

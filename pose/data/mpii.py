@@ -54,6 +54,13 @@ def mpii_record(annotation: dict[str, Any], where: str) -> dict[str, Any]:
         raise ValueError(f"{where} must have a 2-value center, 16 joints [x, y] and 16 "
                          f"joints_vis, got shapes {center.shape}, {joints.shape}, "
                          f"{visible.shape}")
+    not_finite = [name for name, values in (("center", center), ("joints", joints),
+                                            ("joints_vis", visible))
+                  if not np.isfinite(values).all()]
+    if not_finite or not (np.isfinite(scale_value) and scale_value > 0):
+        raise ValueError(f"{where} needs finite numbers (unlabelled joints are -1) and a "
+                         f"positive scale; it has non-finite {', '.join(not_finite) or 'none'} "
+                         f"and scale {scale_value}")
     scale = np.array([scale_value, scale_value])
     if center[0] != -1:
         center[1] = center[1] + CENTER_SHIFT * scale[1]
@@ -131,8 +138,11 @@ class MpiiKeypoints(TopDownDataset):
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"MPII image folder {self.image_dir} not found; "
                                     f"{_LAYOUT_HELP}")
-        with self.annotation_file.open() as handle:
-            annotations = json.load(handle)
+        try:
+            with self.annotation_file.open() as handle:
+                annotations = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{self.annotation_file} is not valid JSON: {error}") from error
         if not isinstance(annotations, list):
             raise ValueError(f"{self.annotation_file} must hold a JSON list of people, got "  # noqa: TRY004
                              f"{type(annotations).__name__}")
@@ -183,10 +193,16 @@ class MpiiKeypoints(TopDownDataset):
                 f"PCKh needs head boxes: {mat_file} does not exist and entry {missing[0]} of "
                 f"{self.annotation_file} has no 'head_box' (write the json with "
                 "scripts/convert_mpii.py, or put the official gt_valid.mat beside it)")
+        for position, annotation in enumerate(self.annotations):
+            try:
+                box = np.asarray(annotation["head_box"], dtype=np.float64)
+            except (TypeError, ValueError):
+                box = None
+            if box is None or box.shape != (2, 2) or not np.isfinite(box).all():
+                raise ValueError(f"{self.annotation_file}: entry {position} has head_box "
+                                 f"{annotation['head_box']!r}, expected [[x1, y1], [x2, y2]]")
         head_boxes = np.array([annotation["head_box"] for annotation in self.annotations],
                               dtype=np.float64)
-        if head_boxes.shape != (len(self.records), 2, 2):
-            raise ValueError(f"{self.annotation_file}: 'head_box' must be [[x1, y1], [x2, y2]]")
         return PckhGroundTruth(
             joints=np.stack([record["joints"] for record in self.records]),
             visible=np.stack([record["visible"] for record in self.records]).astype(np.int64),

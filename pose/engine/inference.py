@@ -24,6 +24,7 @@ from pose.engine.logger import progress
 from pose.evaluation.decode import DecodeSettings, decode_heatmaps, flip_test_average
 from pose.evaluation.evaluators import Evaluation, Evaluator
 from pose.evaluation.predictions import Predictions
+from pose.io import atomic_write_text
 
 
 @torch.no_grad()
@@ -108,11 +109,12 @@ def evaluation_loader(dataset: Dataset, batch_size: int, context: DistributedCon
 
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation) -> None:
     """``results.json`` (COCO results format; for MPII, one entry per person) and
-    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent)."""
+    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent), each
+    written atomically (a run stopped mid-write leaves the previous file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(evaluation.results))
-    (out_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(evaluation.results))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(evaluation.metrics, indent=2) + "\n")
 
 
 def evaluate_model(model: nn.Module, loader: DataLoader, evaluator: Evaluator,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pose.data.loading import LoaderWorkerError, worker_death
 from pose.engine.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from pose.engine.distributed import DistributedContext, ResumableSampler, mean_over_ranks
 from pose.engine.ema import ModelEma
@@ -337,6 +338,7 @@ class _RunCheckpoints:
                  samples_per_batch: int, enabled: bool) -> None:
         self.run_dir, self.parts, self.config = run_dir, parts, config
         self.samples_per_batch, self.enabled = samples_per_batch, enabled
+        self.saved_step: int | None = None  # the step last.pt holds, once this run wrote it
 
     def save_last(self, state: TrainState) -> dict[str, Any] | None:
         if not self.enabled:
@@ -344,7 +346,15 @@ class _RunCheckpoints:
         checkpoint = training_checkpoint(self.parts, state, config=self.config,
                                          samples_per_batch=self.samples_per_batch)
         save_checkpoint(self.run_dir / "last.pt", checkpoint)
+        self.saved_step = state.step
         return checkpoint
+
+    def where_to_continue(self) -> str:
+        """Which checkpoint a stopped run continues from."""
+        if self.saved_step is None:
+            return "this run wrote no checkpoint yet"
+        return (f"{self.run_dir / 'last.pt'} holds step {self.saved_step} (continue with "
+                "train.resume=true)")
 
     def save_best(self, checkpoint: dict[str, Any] | None, name: str, value: float) -> None:
         """Copy ``checkpoint`` (last.pt's) to best.pt: its ``name`` improved to ``value``."""
@@ -401,6 +411,12 @@ def fit(parts: TrainParts, loader: DataLoader, run_dir: str | Path, settings: Tr
             checkpoint = checkpoints.save_last(state)
             if improved:
                 checkpoints.save_best(checkpoint, settings.best_metric, state.best_metric)
+    except RuntimeError as error:  # torch's error for a dead worker can come at any point
+        died = worker_death(error)
+        if died is None:
+            raise
+        raise LoaderWorkerError(f"{died}; the run stopped, "
+                                f"{checkpoints.where_to_continue()}") from error
     finally:
         writer.close()
     if state.skipped_samples:

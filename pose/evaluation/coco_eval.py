@@ -33,6 +33,7 @@ malformed results get one clear error naming the first offending entry.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import numbers
@@ -126,8 +127,31 @@ def _read_json(path: str | Path, what: str) -> Any:
             raise ValueError(f"COCO {what} file {path} is not valid JSON: {error}") from error
 
 
-def _annotation_error(annotations: list, num_keypoints: int | None) -> str:
-    """Why the first malformed evaluated annotation is malformed (the slow path of the parser)."""
+def _are_numbers(values: Any) -> bool:
+    """Whether ``values`` is a list of real numbers (what pycocotools computes with)."""
+    return isinstance(values, (list, tuple)) and all(
+        isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values)
+
+
+def _numeric_array(values: list) -> np.ndarray:
+    """``values`` (numbers, or equal-length lists of numbers) as float64; ValueError when they
+    are anything else (strings, which numpy would convert, None, ragged lists)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise ValueError("not numbers")
+    return array.astype(np.float64, copy=False)
+
+
+def _annotation_error(annotations: list) -> str:
+    """Why the first malformed evaluated annotation is malformed (the slow path of the parser).
+
+    The keypoint count most annotations have is taken as the expected one, so that the odd
+    annotation is named rather than the first."""
+    counts = collections.Counter(len(annotation["keypoints"]) for annotation in annotations
+                                 if isinstance(annotation, Mapping)
+                                 and _are_numbers(annotation.get("keypoints")))
+    usable = [(count, length) for length, count in counts.items() if length and length % 3 == 0]
+    expected = max(usable)[1] if usable else None
     for position, annotation in enumerate(annotations):
         where = f"ground-truth annotation {position}"
         if not isinstance(annotation, Mapping):
@@ -136,19 +160,31 @@ def _annotation_error(annotations: list, num_keypoints: int | None) -> str:
         if missing:
             return (f"{where} (id {annotation.get('id')!r}) lacks keys {missing}, which "
                     f"keypoint evaluation needs ({list(ANNOTATION_KEYS)})")
+        where = f"{where} (id {annotation['id']!r})"
         keypoints = annotation["keypoints"]
-        count = len(keypoints) if hasattr(keypoints, "__len__") else None
-        if count is None or count % 3 or (num_keypoints is not None
-                                          and count != 3 * num_keypoints):
-            expected = "a multiple of 3" if num_keypoints is None else str(3 * num_keypoints)
-            return (f"{where} (id {annotation['id']!r}) has {count} keypoint values, expected "
+        if not _are_numbers(keypoints):
+            return f"{where} has keypoints that are not a list of numbers: {keypoints!r:.80}"
+        if not keypoints or len(keypoints) % 3:
+            return (f"{where} has {len(keypoints)} keypoint values, not a positive multiple "
+                    "of 3 ([x, y, v] per joint)")
+        if len(keypoints) != expected:
+            return (f"{where} has {len(keypoints)} keypoint values where most annotations have "
                     f"{expected}")
-        if num_keypoints is None:
-            num_keypoints = count // 3
         bbox = annotation["bbox"]
-        if not hasattr(bbox, "__len__") or len(bbox) != 4:
-            return f"{where} (id {annotation['id']!r}) has bbox {bbox!r}, expected [x, y, w, h]"
+        if not _are_numbers(bbox) or len(bbox) != 4:
+            return f"{where} has bbox {bbox!r}, expected [x, y, w, h]"
+        for key in ("area", "iscrowd"):
+            if not _are_numbers([annotation[key]]):
+                return f"{where} has {key} {annotation[key]!r}, expected a number"
     return "malformed ground-truth annotations"
+
+
+def _check_indexable(annotations: list) -> None:
+    """A ValueError naming the first annotation pycocotools could not index either (not a
+    dict, or without ``image_id`` or ``category_id``)."""
+    if not all(isinstance(annotation, Mapping) and "image_id" in annotation
+               and "category_id" in annotation for annotation in annotations):
+        raise ValueError(_annotation_error(annotations))
 
 
 def load_coco_keypoint_ground_truth(
@@ -192,29 +228,28 @@ def load_coco_keypoint_ground_truth(
             from error
     image_index = {image_id: index for index, image_id in enumerate(image_ids)}
     category_index = {category_id: index for index, category_id in enumerate(category_ids)}
+    _check_indexable(annotations)
     # pycocotools evaluates only annotations of listed images and categories.
     evaluated = [annotation for annotation in annotations
-                 if isinstance(annotation, Mapping)
-                 and annotation.get("image_id") in image_index
+                 if annotation.get("image_id") in image_index
                  and annotation.get("category_id") in category_index]
     try:
         ids = [annotation["id"] for annotation in evaluated]
         cells = np.array([category_index[annotation["category_id"]] * len(image_ids)
                           + image_index[annotation["image_id"]] for annotation in evaluated],
                          dtype=np.int64)
-        keypoints = np.array([annotation["keypoints"] for annotation in evaluated],
-                             dtype=np.float64)
-        areas = np.array([annotation["area"] for annotation in evaluated], dtype=np.float64)
-        boxes = np.array([annotation["bbox"] for annotation in evaluated], dtype=np.float64)
+        keypoints = _numeric_array([annotation["keypoints"] for annotation in evaluated])
+        areas = _numeric_array([annotation["area"] for annotation in evaluated])
+        boxes = _numeric_array([annotation["bbox"] for annotation in evaluated])
         crowd_values = [annotation["iscrowd"] for annotation in evaluated]
-        crowd = np.array([int(value) != 0 for value in crowd_values], dtype=bool)
+        crowd = np.trunc(_numeric_array(crowd_values)) != 0  # int(iscrowd), as pycocotools
         ignore = np.array([bool(value) or annotation["num_keypoints"] == 0
                            for value, annotation in zip(crowd_values, evaluated)], dtype=bool)
         nonzero_id = np.array([annotation_id != 0 for annotation_id in ids], dtype=bool)
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(_annotation_error(evaluated, None)) from error
+        raise ValueError(_annotation_error(evaluated)) from error
     if evaluated and (keypoints.ndim != 2 or keypoints.shape[1] % 3 or boxes.shape[1:] != (4,)):
-        raise ValueError(_annotation_error(evaluated, None))
+        raise ValueError(_annotation_error(evaluated))
     num_keypoints = keypoints.shape[1] // 3 if evaluated else None
     keypoints = keypoints.reshape(len(evaluated), num_keypoints or 0, 3)
     boxes = boxes.reshape(len(evaluated), 4)
@@ -283,10 +318,9 @@ def _result_error(results: list, gt: CocoKeypointGroundTruth, num_keypoints: int
         if count != 3 * num_keypoints:
             return (f"{where} has {count} keypoint values, expected {3 * num_keypoints} "
                     f"([x, y, score] for {num_keypoints} joints)")
-        try:
-            values = np.asarray(keypoints, dtype=np.float64)
-        except (TypeError, ValueError):
-            return f"{where} has keypoint values that are not numbers"
+        if not _are_numbers(keypoints):
+            return f"{where} has keypoint values that are not numbers: {keypoints!r:.80}"
+        values = np.asarray(keypoints, dtype=np.float64)
         score = entry["score"]
         if not isinstance(score, numbers.Real):
             return f"{where} has a score that is not a number: {score!r}"
@@ -301,6 +335,8 @@ def _result_error(results: list, gt: CocoKeypointGroundTruth, num_keypoints: int
             if not hasattr(bbox, "__len__") or len(bbox) < 4:
                 return (f"{where} has no 'bbox' [x, y, w, h], which the first entry has (its "
                         "area is then the box's, as pycocotools' loadRes reads it)")
+            if not _are_numbers(list(bbox[:4])):
+                return f"{where} has a bbox that is not 4 numbers: {bbox!r:.80}"
     return "malformed results"
 
 
@@ -321,9 +357,9 @@ def _parse_results(results: list, gt: CocoKeypointGroundTruth, num_keypoints: in
         image_positions = [gt.image_index.get(entry["image_id"], -1) for entry in results]
         category_positions = [gt.category_index.get(entry["category_id"], -1)
                               for entry in results]
-        scores = np.array([entry["score"] for entry in results], dtype=np.float64)
-        keypoints = np.array([entry["keypoints"] for entry in results], dtype=np.float64)
-        boxes = (np.array([entry["bbox"][:4] for entry in results], dtype=np.float64)
+        scores = _numeric_array([entry["score"] for entry in results])
+        keypoints = _numeric_array([entry["keypoints"] for entry in results])
+        boxes = (_numeric_array([entry["bbox"][:4] for entry in results])
                  if _loadres_uses_bbox(results) else None)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise ValueError(_result_error(results, gt, num_keypoints)) from error

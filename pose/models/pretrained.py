@@ -11,7 +11,8 @@
 - mmpose 1.x: ``{'meta', 'state_dict', ...}``, keys ``backbone.*``, ``head.*``;
 - ours (pose.train): ``{'format': 'pose-checkpoint', 'model', ...}``, the model's own keys.
 
-Nothing here knows a file format by name. The container is unwrapped (our ``model``, else a
+Any of these state dicts may come as a ``.safetensors`` file. Nothing here knows a file format
+by name. The container is unwrapped (our ``model``, else a
 ``state_dict`` entry, else the file itself), DataParallel's ``module.`` is stripped, and then the
 file's names are mapped onto the model's own: first as stored, else by the name under the role
 prefix (``backbone.``, ``keypoint_head.``, ``head.``), so ``head.final_layer.weight`` (mmpose 1.x)
@@ -82,16 +83,17 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def read_state_dict(checkpoint: str | Path | Mapping[str, Any],
-                    source: str | None = None) -> tuple[dict[str, Tensor], str]:
+def read_state_dict(checkpoint: str | Path | Mapping[str, Any], source: str | None = None,
+                    trust_checkpoint: bool = False) -> tuple[dict[str, Tensor], str]:
     """The state dict inside ``checkpoint`` (``module.`` stripped) and what held it.
 
-    ``checkpoint`` is a path or what ``torch.load`` returned for one; ``source`` names it in
-    errors (defaults to the path). Raises :class:`CheckpointError` when no state dict is found.
+    ``checkpoint`` is a path (read by :func:`pose.models.weights.read_checkpoint_file`, with
+    ``trust_checkpoint``) or what it returned for one; ``source`` names it in errors (defaults
+    to the path). Raises :class:`CheckpointError` when no state dict is found.
     """
     source = _source_name(checkpoint, source)
     if isinstance(checkpoint, (str, Path)):
-        checkpoint = read_checkpoint_file(checkpoint)
+        checkpoint = read_checkpoint_file(checkpoint, trust_checkpoint=trust_checkpoint)
     if is_pose_checkpoint(checkpoint):
         state_dict, container = checkpoint.get("model"), "pose checkpoint"
     elif isinstance(checkpoint, Mapping) and _is_state_dict(checkpoint.get("state_dict")):
@@ -138,16 +140,18 @@ def _renamings(file_keys: list[str], model_keys: list[str]) -> list[tuple[str, d
 
 
 def load_pretrained(model: nn.Module, checkpoint: str | Path | Mapping[str, Any], *,
-                    source: str | None = None, model_name: str | None = None) -> None:
+                    source: str | None = None, model_name: str | None = None,
+                    trust_checkpoint: bool = False) -> None:
     """Load every weight of ``model`` from ``checkpoint``, strictly, whatever its naming.
 
     ``checkpoint`` is a path or what ``torch.load`` returned for one: an official HRNet model-zoo
     file or training checkpoint, an official Lite-HRNet / mmpose 0.x or mmpose 1.x checkpoint, or
     ours (see the module docstring). ``source`` (default: the path) and ``model_name`` name them
-    in errors. Raises :class:`CheckpointError` listing missing, unexpected and mismatched keys
-    when the weights do not fit ``model`` under any key mapping.
+    in errors; ``trust_checkpoint`` as :func:`read_state_dict`. Raises :class:`CheckpointError`
+    listing missing, unexpected and mismatched keys when the weights do not fit ``model`` under
+    any key mapping.
     """
-    state_dict, container = read_state_dict(checkpoint, source)
+    state_dict, container = read_state_dict(checkpoint, source, trust_checkpoint)
     source = _source_name(checkpoint, source)
     own = model.state_dict()
     tried: list[tuple[int, str, dict[str, Tensor]]] = []
@@ -186,8 +190,8 @@ class BackboneWeightsReport:
 
 
 def load_backbone_weights(model: PoseModel, checkpoint: str | Path | Mapping[str, Any], *,
-                          source: str | None = None,
-                          model_name: str | None = None) -> BackboneWeightsReport:
+                          source: str | None = None, model_name: str | None = None,
+                          trust_checkpoint: bool = False) -> BackboneWeightsReport:
     """Load the backbone of ``model`` from ``checkpoint``; ``model.head`` stays initialised.
 
     For an official HRNet ImageNet classification checkpoint (``hrnetv2_w32_imagenet_pretrained``
@@ -197,9 +201,10 @@ def load_backbone_weights(model: PoseModel, checkpoint: str | Path | Mapping[str
     that ``strict=False`` load, every backbone weight of ``model`` must be in the file with its
     shape (only BN ``num_batches_tracked`` counters may be absent), else :class:`CheckpointError`
     lists what is missing or mismatched. Keys match by name under the role prefixes, so a file
-    naming its backbone ``backbone.*`` (mmpose) loads too.
+    naming its backbone ``backbone.*`` (mmpose) loads too. ``trust_checkpoint``: as
+    :func:`read_state_dict`.
     """
-    state_dict, container = read_state_dict(checkpoint, source)
+    state_dict, container = read_state_dict(checkpoint, source, trust_checkpoint)
     source = _source_name(checkpoint, source)
     own = model.state_dict()
     head_keys = _head_keys(model)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pose.data.keypoints import MPII_KEYPOINTS
+from pose.io import atomic_write_text
 
 NUM_JOINTS = MPII_KEYPOINTS.num_joints
 
@@ -124,7 +125,7 @@ def convert_mpii_release(mat_file: str | Path, out_dir: str | Path, *,
     counts = {}
     for split, output in zip(("train", "valid"), outputs):
         people = [person for image in splits[split] for person in people_by_image[image]]
-        output.write_text(json.dumps(people))
+        atomic_write_text(output, json.dumps(people))
         counts[f"{split}_people"] = len(people)
         counts[f"{split}_images"] = len(splits[split])
     return counts
