@@ -90,7 +90,7 @@ EVALUATED = "used"  # the evaluator parses it (what pycocotools ignores, it igno
 GROUND_TRUTH_CASES = {
     **{f"annotation_without_{key}": (annotation(**{key: DELETE}), dataset, evaluator)
        for key, dataset, evaluator in (
-           ("id", f"error:{NOT_IN_FORMAT}.*KeyError\\('id'\\)", r"error:lacks keys \['id'\]"),
+           ("id", f"error:{NOT_IN_FORMAT}.*lacks 'id'", r"error:lacks keys \['id'\]"),
            ("image_id", f"error:{NOT_IN_FORMAT}.*'image_id'", "error:lacks keys.*'image_id'"),
            ("category_id", f"error:{NOT_IN_FORMAT}.*'category_id'", "error:lacks.*category_id"),
            ("keypoints", "error:annotation 1 has 0 keypoints", "error:lacks.*keypoints"),

@@ -79,9 +79,11 @@ def _annotations_by_image(annotations: dict[str, Any], annotation_file: Path
     images = {image["id"]: image for image in annotations.get("images", [])}
     by_image: dict[Any, list[dict[str, Any]]] = {image_id: [] for image_id in images}
     for position, annotation in enumerate(annotations.get("annotations", [])):
-        if not isinstance(annotation, dict) or "image_id" not in annotation:
-            raise ValueError(f"COCO annotation file {annotation_file}: annotation {position} "
-                             "is not a dict with an 'image_id'")
+        missing = ([key for key in ("id", "image_id", "category_id") if key not in annotation]
+                   if isinstance(annotation, dict) else ["a dict"])
+        if missing:  # what pycocotools' index could not do without either
+            raise ValueError(f"COCO annotation file {annotation_file} is not in COCO format: "
+                             f"annotation {position} lacks {', '.join(map(repr, missing))}")
         by_image.setdefault(annotation["image_id"], []).append(annotation)
     return images, by_image
 

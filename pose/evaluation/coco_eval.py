@@ -40,7 +40,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -187,23 +187,10 @@ def _check_indexable(annotations: list) -> None:
         raise ValueError(_annotation_error(annotations))
 
 
-def load_coco_keypoint_ground_truth(
-    gt: str | Path | Mapping | Any,
-) -> CocoKeypointGroundTruth:
-    """Parse a COCO keypoint ground truth for :func:`evaluate_coco_keypoints`.
-
-    Args:
-        gt: a COCO json path, its loaded dict, a pycocotools ``COCO`` object, or an already
-            parsed :class:`CocoKeypointGroundTruth` (returned as is).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: it is not a COCO keypoint ground truth (no images or categories, an
-            annotation missing a key pycocotools needs, keypoint counts that differ, non-finite
-            numbers, repeated annotation ids); the first offending annotation is named.
-    """
-    if isinstance(gt, CocoKeypointGroundTruth):
-        return gt
+def _ground_truth_container(gt: str | Path | Mapping | Any
+                            ) -> tuple[tuple[Any, ...], tuple[Any, ...], list]:
+    """Read and check the COCO container: (sorted image ids, sorted category ids, the
+    ``annotations`` list as given)."""
     if isinstance(gt, (str, Path)):
         dataset = _read_json(gt, "ground-truth annotation")
     elif isinstance(gt, Mapping):
@@ -226,16 +213,31 @@ def load_coco_keypoint_ground_truth(
     except (KeyError, TypeError) as error:
         raise ValueError(f"every COCO image and category needs a sortable 'id' ({error})") \
             from error
-    image_index = {image_id: index for index, image_id in enumerate(image_ids)}
-    category_index = {category_id: index for index, category_id in enumerate(category_ids)}
-    _check_indexable(annotations)
-    # pycocotools evaluates only annotations of listed images and categories.
-    evaluated = [annotation for annotation in annotations
-                 if annotation.get("image_id") in image_index
-                 and annotation.get("category_id") in category_index]
+    return image_ids, category_ids, annotations
+
+
+class _AnnotationArrays(NamedTuple):
+    """The evaluated annotations as numpy arrays, in file order (G annotations)."""
+
+    ids: list  # [G] the annotations' "id"
+    cells: np.ndarray  # [G] int64: category_index * num_images + image_index
+    keypoints: np.ndarray  # [G, K, 3] float64 (x, y, v)
+    areas: np.ndarray  # [G] float64
+    boxes: np.ndarray  # [G, 4] float64 (x, y, w, h)
+    crowd: np.ndarray  # [G] bool
+    ignore: np.ndarray  # [G] bool
+    nonzero_id: np.ndarray  # [G] bool
+    num_keypoints: int | None  # K; None when G is 0
+
+
+def _annotation_arrays(evaluated: list, image_index: dict[Any, int],
+                       category_index: dict[Any, int]) -> _AnnotationArrays:
+    """Per-annotation arrays of the ``evaluated`` annotations (see :class:`_AnnotationArrays`);
+    a malformed one raises ValueError naming the first offending annotation."""
+    num_images = len(image_index)
     try:
         ids = [annotation["id"] for annotation in evaluated]
-        cells = np.array([category_index[annotation["category_id"]] * len(image_ids)
+        cells = np.array([category_index[annotation["category_id"]] * num_images
                           + image_index[annotation["image_id"]] for annotation in evaluated],
                          dtype=np.int64)
         keypoints = _numeric_array([annotation["keypoints"] for annotation in evaluated])
@@ -251,10 +253,20 @@ def load_coco_keypoint_ground_truth(
     if evaluated and (keypoints.ndim != 2 or keypoints.shape[1] % 3 or boxes.shape[1:] != (4,)):
         raise ValueError(_annotation_error(evaluated))
     num_keypoints = keypoints.shape[1] // 3 if evaluated else None
-    keypoints = keypoints.reshape(len(evaluated), num_keypoints or 0, 3)
-    boxes = boxes.reshape(len(evaluated), 4)
-    for name, values in (("keypoints", keypoints), ("area", areas), ("bbox", boxes)):
-        bad = ~np.isfinite(values.reshape(len(evaluated), -1)).all(axis=1) if evaluated else ()
+    return _AnnotationArrays(
+        ids=ids, cells=cells,
+        keypoints=keypoints.reshape(len(evaluated), num_keypoints or 0, 3), areas=areas,
+        boxes=boxes.reshape(len(evaluated), 4), crowd=crowd, ignore=ignore,
+        nonzero_id=nonzero_id, num_keypoints=num_keypoints)
+
+
+def _check_annotation_values(arrays: _AnnotationArrays) -> None:
+    """Raise ValueError at the first annotation with a non-finite keypoint, area or box, then at
+    the first repeated annotation id."""
+    ids, count = arrays.ids, len(arrays.ids)
+    for name, values in (("keypoints", arrays.keypoints), ("area", arrays.areas),
+                         ("bbox", arrays.boxes)):
+        bad = ~np.isfinite(values.reshape(count, -1)).all(axis=1) if count else ()
         if np.any(bad):
             position = int(np.argmax(bad))
             raise ValueError(f"ground-truth annotation {position} (id {ids[position]!r}) has a "
@@ -265,24 +277,65 @@ def load_coco_keypoint_ground_truth(
                          if annotation_id in seen or seen.add(annotation_id))
         raise ValueError(f"ground-truth annotation id {duplicate!r} is used more than once "
                          "(pycocotools would evaluate only one of them)")
-    order = np.argsort(cells, kind="stable")
+
+
+def _build_ground_truth(image_ids: tuple[Any, ...], category_ids: tuple[Any, ...],
+                        image_index: dict[Any, int], category_index: dict[Any, int],
+                        arrays: _AnnotationArrays) -> CocoKeypointGroundTruth:
+    """The :class:`CocoKeypointGroundTruth` of checked arrays: annotations ordered by cell
+    (stable, so file order within a cell), as CPU tensors, with the OKS regions derived."""
+    order = np.argsort(arrays.cells, kind="stable")
     sorted_int_ids = None
     if all(isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool)
            for image_id in image_ids):
         sorted_int_ids = torch.tensor(image_ids, dtype=torch.int64)
-    keypoints_tensor = torch.from_numpy(keypoints[order])
-    selected, labelled, regions = _gt_regions(keypoints_tensor, torch.from_numpy(boxes[order]))
+    keypoints_tensor = torch.from_numpy(arrays.keypoints[order])
+    selected, labelled, regions = _gt_regions(keypoints_tensor,
+                                              torch.from_numpy(arrays.boxes[order]))
     return CocoKeypointGroundTruth(
         image_ids=image_ids, category_ids=category_ids, image_index=image_index,
-        category_index=category_index, num_keypoints=num_keypoints,
-        cells=torch.from_numpy(cells[order]), keypoints=keypoints_tensor,
-        areas=torch.from_numpy(areas[order]), boxes=torch.from_numpy(boxes[order]),
-        crowd=torch.from_numpy(crowd[order]), ignore=torch.from_numpy(ignore[order]),
-        nonzero_id=torch.from_numpy(nonzero_id[order]), sorted_int_image_ids=sorted_int_ids,
+        category_index=category_index, num_keypoints=arrays.num_keypoints,
+        cells=torch.from_numpy(arrays.cells[order]), keypoints=keypoints_tensor,
+        areas=torch.from_numpy(arrays.areas[order]),
+        boxes=torch.from_numpy(arrays.boxes[order]),
+        crowd=torch.from_numpy(arrays.crowd[order]),
+        ignore=torch.from_numpy(arrays.ignore[order]),
+        nonzero_id=torch.from_numpy(arrays.nonzero_id[order]),
+        sorted_int_image_ids=sorted_int_ids,
         labelled=labelled, joint_order=torch.argsort((~selected).to(torch.uint8), dim=1,
                                                      stable=True),
         joint_counts=selected.sum(dim=1), regions=regions,
     )
+
+
+def load_coco_keypoint_ground_truth(
+    gt: str | Path | Mapping | Any,
+) -> CocoKeypointGroundTruth:
+    """Parse a COCO keypoint ground truth for :func:`evaluate_coco_keypoints`.
+
+    Args:
+        gt: a COCO json path, its loaded dict, a pycocotools ``COCO`` object, or an already
+            parsed :class:`CocoKeypointGroundTruth` (returned as is).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is not a COCO keypoint ground truth (no images or categories, an
+            annotation missing a key pycocotools needs, keypoint counts that differ, non-finite
+            numbers, repeated annotation ids); the first offending annotation is named.
+    """
+    if isinstance(gt, CocoKeypointGroundTruth):
+        return gt
+    image_ids, category_ids, annotations = _ground_truth_container(gt)
+    image_index = {image_id: index for index, image_id in enumerate(image_ids)}
+    category_index = {category_id: index for index, category_id in enumerate(category_ids)}
+    _check_indexable(annotations)
+    # pycocotools evaluates only annotations of listed images and categories.
+    evaluated = [annotation for annotation in annotations
+                 if annotation.get("image_id") in image_index
+                 and annotation.get("category_id") in category_index]
+    arrays = _annotation_arrays(evaluated, image_index, category_index)
+    _check_annotation_values(arrays)
+    return _build_ground_truth(image_ids, category_ids, image_index, category_index, arrays)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -494,28 +547,24 @@ def _gt_oks(gt: CocoKeypointGroundTruth, gt_areas: torch.Tensor, det_keypoints: 
     return oks
 
 
-def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torch.Tensor,
-              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """pycocotools' evaluate() and accumulate() -> precision [T, R, C, A, 1], recall [T, C, A, 1]
-    (numpy float64, pycocotools' layout)."""
-    num_images, num_categories = gt.num_images, gt.num_categories
-    num_thresholds, num_areas = len(IOU_THRESHOLDS), len(AREA_RANGES)
-    thresholds = torch.as_tensor(IOU_THRESHOLDS, device=device)
-    recall_thresholds = torch.as_tensor(RECALL_THRESHOLDS, device=device)
-    area_low = torch.tensor([low for low, _ in AREA_RANGES], dtype=torch.float64, device=device)
-    area_high = torch.tensor([high for _, high in AREA_RANGES], dtype=torch.float64,
-                             device=device)
-    variances = (sigmas.to(device) * 2) ** 2
-    num_cells = num_images * num_categories
+@dataclass
+class _KeptDetections:
+    """The detections evaluated (D of the N parsed ones: the best 20 per cell of evaluated
+    categories), in (cell, descending score) order, on the evaluation's device."""
 
-    gt_cells = gt.cells.to(device)
-    num_gt = gt_cells.shape[0]
-    gt_areas = gt.areas.to(device)
-    # [A, G]: ignored in each area range (crowd, no keypoints, or outside the range).
-    gt_ignored = gt.ignore.to(device)[None] | (gt_areas[None] < area_low[:, None]) | (
-        gt_areas[None] > area_high[:, None])
+    order: torch.Tensor  # [D] int64 rows of ``keypoints`` (positions in the results list)
+    cells: torch.Tensor  # [D] int64, ascending
+    scores: torch.Tensor  # [D] float64
+    keypoints: torch.Tensor  # [N, K, 2 or 3] float64, all parsed detections (read via order)
+    low: torch.Tensor  # [D, 2] float64 pixels: the keypoints' smallest x, y
+    high: torch.Tensor  # [D, 2] float64 pixels: their largest x, y
+    areas: torch.Tensor  # [D] float64 square pixels, loadRes' area
 
-    # 1. Detections of evaluated categories by (cell, score), stable; the best 20 per cell.
+
+def _top_detections(detections: _Detections, num_images: int, num_cells: int,
+                    device: torch.device) -> _KeptDetections:
+    """Step 1: detections of evaluated categories by (cell, score), stable; the best 20 per
+    cell (``maxDets``), with their keypoint extents and areas."""
     det_cells = (detections.category_index * num_images + detections.image_index).to(device)
     scores = detections.scores.to(device) + 0.0  # -0.0 sorts as 0.0
     order = torch.argsort(scores, descending=True, stable=True)
@@ -528,7 +577,6 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
     rank = torch.arange(cells.shape[0], device=device) - cell_starts[cells]
     top = rank < MAX_DETECTIONS
     order, cells = order[top], cells[top]
-    scores = scores[order]
     # The kept detections' keypoints are read where needed (per pair chunk) through ``order``;
     # their extents are needed for all of them. (index_select: much faster than advanced
     # indexing for whole rows on the CPU.)
@@ -539,13 +587,22 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
         det_areas = (det_high[:, 0] - det_low[:, 0]) * (det_high[:, 1] - det_low[:, 1])
     else:
         det_areas = detections.areas.to(device)[order]
-    num_dets = cells.shape[0]
+    return _KeptDetections(order=order, cells=cells, scores=scores[order],
+                           keypoints=all_keypoints, low=det_low, high=det_high, areas=det_areas)
 
-    # 2. OKS of every (detection, ground truth) pair of a cell.
+
+def _cell_pair_oks(gt: CocoKeypointGroundTruth, kept: _KeptDetections, gt_cells: torch.Tensor,
+                   gt_areas: torch.Tensor, variances: torch.Tensor, num_cells: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step 2: the OKS of every (detection, ground truth) pair of a cell that can reach the
+    lowest threshold -> pair_det [P] (kept detections), pair_gt [P], oks [P] float64."""
+    device = gt_cells.device
+    cells, det_low, det_high = kept.cells, kept.low, kept.high
     gt_counts = torch.bincount(gt_cells, minlength=num_cells)
     gt_starts = torch.cumsum(gt_counts, 0) - gt_counts
     pairs_per_det = gt_counts[cells]
-    pair_det = torch.repeat_interleave(torch.arange(num_dets, device=device), pairs_per_det)
+    pair_det = torch.repeat_interleave(torch.arange(cells.shape[0], device=device),
+                                       pairs_per_det)
     pair_offsets = torch.cumsum(pairs_per_det, 0) - pairs_per_det
     pair_gt = gt_starts[cells][pair_det] + (
         torch.arange(pair_det.shape[0], device=device) - pair_offsets[pair_det])
@@ -563,20 +620,36 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
             det_high[pair_det] <= region[:, 2:]).all(dim=1)
         oks = torch.ones(pair_det.shape[0], dtype=torch.float64, device=device)
         computed = torch.nonzero(~inside)[:, 0]
-        oks[computed] = _gt_oks(gt, gt_areas, all_keypoints, order[pair_det[computed]],
+        oks[computed] = _gt_oks(gt, gt_areas, kept.keypoints, kept.order[pair_det[computed]],
                                 pair_gt[computed], variances)
+    return pair_det, pair_gt, oks
 
-    # 3. Greedy matching over the pairs that reach the lowest threshold.
+
+def _match_detections(gt: CocoKeypointGroundTruth, kept: _KeptDetections,
+                      pair_det: torch.Tensor, pair_gt: torch.Tensor, oks: torch.Tensor,
+                      gt_ignored: torch.Tensor, thresholds: torch.Tensor,
+                      area_low: torch.Tensor, area_high: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3: greedy matching over the pairs that reach the lowest threshold.
+
+    Args:
+        pair_det, pair_gt, oks: [P] from :func:`_cell_pair_oks`.
+        gt_ignored: [A, G]; thresholds: [T]; area_low, area_high: [A] square pixels.
+
+    Returns:
+        [D, A, T] bool each: matched (to a ground truth whose id is not 0: pycocotools stores
+        the id, and 0 reads as "no match"), and ignored (matched to an ignored ground truth, or
+        unmatched and outside the area range).
+    """
+    device = oks.device
+    (num_areas, num_gt), num_thresholds = gt_ignored.shape, thresholds.shape[0]
     relevant = oks >= thresholds[0]
     pair_det, pair_gt, oks = pair_det[relevant], pair_gt[relevant], oks[relevant]
-    # [D, A, T]: matched (to a ground truth whose id is not 0: pycocotools stores the id, and
-    # 0 reads as "no match"), and ignored (matched to an ignored ground truth, or unmatched and
-    # outside the area range).
-    det_matched = torch.zeros(num_dets, num_areas, num_thresholds, dtype=torch.bool,
+    det_matched = torch.zeros(kept.cells.shape[0], num_areas, num_thresholds, dtype=torch.bool,
                               device=device)
     matched_ignored = torch.zeros_like(det_matched)
     if pair_det.shape[0] > 0:
-        candidates, chosen = _greedy_match(pair_det, pair_gt, oks, cells, gt_ignored,
+        candidates, chosen = _greedy_match(pair_det, pair_gt, oks, kept.cells, gt_ignored,
                                            gt.crowd.to(device), thresholds, num_gt)
         # Lookups with an extra entry (index G) for "no match".
         found = chosen >= 0
@@ -589,15 +662,26 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
         matched_ignored[candidates] = ignored_by_gt.gather(
             1, safe.permute(1, 0, 2).reshape(num_areas, -1)).reshape(
             num_areas, -1, num_thresholds).permute(1, 0, 2)
+    det_areas = kept.areas
     det_outside = (det_areas[:, None] < area_low[None]) | (det_areas[:, None] > area_high[None])
     det_ignored = matched_ignored | (~det_matched & det_outside[:, :, None])
+    return det_matched, det_ignored
 
-    # 4. Accumulation, per category.
+
+def _accumulate(gt: CocoKeypointGroundTruth, gt_cells: torch.Tensor, gt_ignored: torch.Tensor,
+                kept: _KeptDetections, det_matched: torch.Tensor, det_ignored: torch.Tensor
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: accumulation, per category -> precision [T, R, C, A, 1], recall [T, C, A, 1]
+    (numpy float64, -1 where undefined). ``det_matched``, ``det_ignored``: [D, A, T] bool."""
+    device = gt_cells.device
+    num_images, num_categories = gt.num_images, gt.num_categories
+    num_thresholds, num_areas = len(IOU_THRESHOLDS), len(AREA_RANGES)
+    recall_thresholds = torch.as_tensor(RECALL_THRESHOLDS, device=device)
     gt_categories = gt_cells // num_images
     not_ignored = (~gt_ignored).to(torch.int64)  # [A, G]
     npig = torch.zeros(num_categories, num_areas, dtype=torch.int64, device=device)
     npig.index_add_(0, gt_categories, not_ignored.T)
-    det_categories = cells // num_images
+    det_categories = kept.cells // num_images
     precision = torch.full((num_thresholds, len(RECALL_THRESHOLDS), num_categories, num_areas),
                            -1.0, dtype=torch.float64, device=device)
     recall = torch.full((num_thresholds, num_categories, num_areas), -1.0, dtype=torch.float64,
@@ -607,7 +691,7 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
     category_starts = np.cumsum([0, *category_counts]).tolist()
     for category in torch.nonzero(npig.amax(dim=1) > 0)[:, 0].tolist():
         start, end = category_starts[category], category_starts[category + 1]
-        by_score = torch.argsort(scores[start:end], descending=True, stable=True)
+        by_score = torch.argsort(kept.scores[start:end], descending=True, stable=True)
         ignored = det_ignored[start:end].index_select(0, by_score)
         true_positive = det_matched[start:end].index_select(0, by_score) & ~ignored
         category_precision, category_recall = _precision_recall(
@@ -617,6 +701,28 @@ def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torc
                                                 precision[:, :, category])
         recall[:, category] = torch.where(defined[None], category_recall, recall[:, category])
     return precision.cpu().numpy()[..., None], recall.cpu().numpy()[..., None]
+
+
+def _evaluate(gt: CocoKeypointGroundTruth, detections: _Detections, sigmas: torch.Tensor,
+              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' evaluate() and accumulate() -> precision [T, R, C, A, 1], recall [T, C, A, 1]
+    (numpy float64, pycocotools' layout), in the four steps of the module docstring."""
+    num_cells = gt.num_images * gt.num_categories
+    thresholds = torch.as_tensor(IOU_THRESHOLDS, device=device)
+    area_low = torch.tensor([low for low, _ in AREA_RANGES], dtype=torch.float64, device=device)
+    area_high = torch.tensor([high for _, high in AREA_RANGES], dtype=torch.float64,
+                             device=device)
+    variances = (sigmas.to(device) * 2) ** 2
+    gt_cells = gt.cells.to(device)
+    gt_areas = gt.areas.to(device)
+    # [A, G]: ignored in each area range (crowd, no keypoints, or outside the range).
+    gt_ignored = gt.ignore.to(device)[None] | (gt_areas[None] < area_low[:, None]) | (
+        gt_areas[None] > area_high[:, None])
+    kept = _top_detections(detections, gt.num_images, num_cells, device)
+    pair_det, pair_gt, oks = _cell_pair_oks(gt, kept, gt_cells, gt_areas, variances, num_cells)
+    det_matched, det_ignored = _match_detections(gt, kept, pair_det, pair_gt, oks, gt_ignored,
+                                                 thresholds, area_low, area_high)
+    return _accumulate(gt, gt_cells, gt_ignored, kept, det_matched, det_ignored)
 
 
 def _greedy_match(pair_det: torch.Tensor, pair_gt: torch.Tensor, oks: torch.Tensor,
