@@ -62,13 +62,20 @@ def sample_crops(input_size: tuple[int, int] = INPUT_SIZE) -> torch.Tensor:
                       for image, boxes in sample_people()])
 
 
-def randomised_model(name: str, crops: torch.Tensor, num_joints: int = 17) -> nn.Module:
+def randomised_model(name: str, crops: torch.Tensor, num_joints: int = 17,
+                     shift_batch_norm: bool = False) -> nn.Module:
     """Model ``name`` in eval mode with its seeded initial weights and the last convolution scaled
-    so that the largest |heatmap value| on ``crops`` is 1, as a trained model's peaks are. (Most
-    maxima then lie inside the heatmap, where the quarter offset applies; with BN shifts
-    randomised as well they crowd on the border.)"""
+    so that the largest |heatmap value| on ``crops`` is 1, as a trained model's peaks are. Most
+    maxima then lie inside the heatmap, where the quarter offset applies.
+
+    ``shift_batch_norm``: BN shifts from U(-1, 1) as well, so that activations are of order 1
+    throughout (float16 would flush the initial weights' tiny activations to 0), at the price
+    of maxima crowding on the heatmap border."""
     torch.manual_seed(0)
     model = create_model(name, num_joints=num_joints).eval()
+    for module in model.modules():
+        if shift_batch_norm and isinstance(module, nn.BatchNorm2d):
+            module.bias.data.uniform_(-1.0, 1.0)
     final = [module for module in model.head.modules() if isinstance(module, nn.Conv2d)][-1]
     with torch.no_grad():
         peak = model(crops).abs().max()

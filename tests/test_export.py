@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,6 +16,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 from exported_models import (
+    COCO_SAMPLE,
     INPUT_SIZE,
     export_model,
     randomised_model,
@@ -43,6 +46,7 @@ FAMILIES = ["hrnet_w32", "lite_hrnet_18", "naive_lite_hrnet_18"]
 # Joints whose maximum is (nearly) tied are left out of the keypoint comparison, as the issue's
 # parity rule says; with these weights about 80 to 100% are compared. The check must not be empty.
 MIN_DECISIVE_SHARE = 0.7
+FAMILY_CROPS = 8  # of the 18 sample people: enough joints, and hrnet_w32 stays quick
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +56,24 @@ def crops() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def exported_families(crops, tmp_path_factory):
-    """Family name -> (model, path of its export with the in-graph decoding, dynamic batch)."""
+    """Family name -> (model, path of its export with the in-graph decoding and a dynamic batch,
+    its parity on the first FAMILY_CROPS crops)."""
     folder = tmp_path_factory.mktemp("families")
-    return {name: (model := randomised_model(name, crops),
-                   export_model(model, folder / f"{name}.onnx"))
-            for name in FAMILIES}
+    exports = {}
+    for name in FAMILIES:
+        model = randomised_model(name, crops[:FAMILY_CROPS])
+        path = export_model(model, folder / f"{name}.onnx")
+        exports[name] = (model, path, check_parity(model, path, crops[:FAMILY_CROPS]))
+    return exports
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_family_matches_pytorch_on_real_crops(exported_families, crops, name):
-    model, path = exported_families[name]
-    parity = check_parity(model, path, crops)
+def test_family_matches_pytorch_on_real_crops(exported_families, name):
+    _, _, parity = exported_families[name]
     assert parity.heatmap_max_diff <= HEATMAP_TOLERANCE, parity.summary()
     assert parity.keypoint_max_diff_px <= KEYPOINT_TOLERANCE_PX, parity.summary()
     assert parity.decisive_joints >= MIN_DECISIVE_SHARE * parity.total_joints, parity.summary()
-    assert parity.passed and not parity.half
+    assert parity.passed and not parity.half and parity.num_crops == FAMILY_CROPS
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -74,19 +81,21 @@ def test_in_graph_decoding_is_the_official_decoding_of_its_heatmaps(exported_fam
                                                                      name):
     """Every joint, tied maxima included: the graph's keypoints are PyTorch's decoding (argmax,
     quarter offset, x stride) of the graph's own heatmaps, and its scores their maxima."""
-    _, path = exported_families[name]
-    outputs = OnnxPoseModel(path).run(crops.numpy())
+    _, path, _ = exported_families[name]
+    outputs = OnnxPoseModel(path).run(crops[:FAMILY_CROPS].numpy())
     heatmaps = torch.from_numpy(outputs["heatmaps"])
     expected = crop_pixel_keypoints(heatmaps, INPUT_SIZE)
     np.testing.assert_allclose(outputs["keypoints"], expected.numpy(), rtol=0, atol=1e-4)
     np.testing.assert_array_equal(outputs["scores"], heatmaps.flatten(2).amax(2).numpy())
+    # Not only border peaks: the quarter offset moved most keypoints off the 4 px grid.
+    assert (outputs["keypoints"] % 4 != 0).any(axis=2).mean() > 0.5
 
 
 def test_dynamic_batch_gives_each_crop_its_own_result(exported_families, crops):
-    _, path = exported_families["lite_hrnet_18"]
+    _, path, _ = exported_families["lite_hrnet_18"]
     runtime = OnnxPoseModel(path)
     assert runtime.fixed_batch is None
-    whole = runtime.run(crops.numpy())
+    whole = runtime.run(crops[:FAMILY_CROPS].numpy())
     for count in (1, 5):
         part = runtime.run(crops[:count].numpy())
         for name in ("heatmaps", "keypoints", "scores"):
@@ -94,21 +103,21 @@ def test_dynamic_batch_gives_each_crop_its_own_result(exported_families, crops):
 
 
 def test_fixed_batch_and_no_decoding(crops, tmp_path):
-    model = randomised_model("hrnet_w8_tiny", crops)
+    model = randomised_model("hrnet_w8_tiny", crops[:6])
     path = export_model(model, tmp_path / "fixed.onnx", batch=4, decode=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == [4, 3, 256, 192]
     assert [output.name for output in session.get_outputs()] == ["heatmaps"]
-    # The runtime runs 18 crops in chunks of 4; the parity uses PyTorch's decoding.
-    parity = check_parity(model, path, crops)
-    assert parity.passed and parity.num_crops == len(crops), parity.summary()
+    # The runtime runs 6 crops in chunks of 4; the parity uses PyTorch's decoding.
+    parity = check_parity(model, path, crops[:6])
+    assert parity.passed and parity.num_crops == 6, parity.summary()
     assert OnnxPoseModel(path).metadata.graph_decoding == "off"
 
 
 def test_half_precision_deviation_is_reported(crops, tmp_path):
-    model = randomised_model("lite_hrnet_18", crops)
+    model = randomised_model("lite_hrnet_18", crops[:2], shift_batch_norm=True)
     path = export_model(model, tmp_path / "half.onnx", half=True)
-    parity = check_parity(model, path, crops[:4])
+    parity = check_parity(model, path, crops[:2])
     assert parity.half and parity.passed  # reported, not held to the float32 tolerances
     assert 0 < parity.heatmap_max_diff < 0.1, parity.summary()  # float16, not float32
     assert "float16 graph" in parity.summary() and "px on average" in parity.summary()
@@ -116,6 +125,7 @@ def test_half_precision_deviation_is_reported(crops, tmp_path):
     assert inputs[0].type == "tensor(float)"
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_graph_decoding_matches_the_official_get_final_preds(reference_dir, tmp_path):
     """The official ``get_final_preds`` fixture (planted peaks, border peaks, ties, all-negative,
     zero and constant maps) through the exported decoding under onnxruntime."""
@@ -147,7 +157,6 @@ def test_graph_decoding_matches_the_official_get_final_preds(reference_dir, tmp_
 
 @pytest.mark.parametrize(("name", "fixture_name", "image_size"), [
     ("hrnet_w32", "hrnet_w32_coco_256x192", (192, 256)),
-    ("lite_hrnet_18", "litehrnet_18_coco_256x192", (192, 256)),
     ("lite_hrnet_18", "litehrnet_18_mpii_256x256", (256, 256)),
 ])
 def test_official_layout_model_reproduces_fixture_output(reference_dir, tmp_path, name,
@@ -169,7 +178,7 @@ def test_official_layout_model_reproduces_fixture_output(reference_dir, tmp_path
 
 
 def test_metadata_describes_the_model(exported_families):
-    _, path = exported_families["hrnet_w32"]
+    _, path, _ = exported_families["hrnet_w32"]
     properties = {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
     assert set(properties) == set(METADATA_KEYS)
     metadata = PoseMetadata.from_properties(properties, str(path))
@@ -245,3 +254,113 @@ def test_every_model_exports_at_its_presets_sizes(tmp_path):
         path = export_model(model, tmp_path / f"{name}.onnx", input_size=input_size)
         parity = check_parity(model, path, crops)
         assert parity.passed, f"{name} {input_size}: {parity.summary()}"
+
+
+# The command: python -m pose.export.
+
+@pytest.fixture(scope="module")
+def lite_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint as pose.train writes it: lite_hrnet_18_256x192, weights of randomised_model."""
+    from hydra import compose, initialize_config_dir
+
+    from pose.config import register_configs, to_plain
+    from pose.engine.checkpoint import save_checkpoint
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        cfg = compose(config_name="train", overrides=["experiment=lite_hrnet_18_256x192"])
+    model = randomised_model("lite_hrnet_18", sample_crops()[:4])
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": to_plain(cfg)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def coco_sample_root(tmp_path_factory) -> Path:
+    """The COCO sample laid out as a dataset root: annotations/ and val2017/."""
+    root = tmp_path_factory.mktemp("coco")
+    (root / "annotations").mkdir()
+    (root / "val2017").mkdir()
+    shutil.copy(COCO_SAMPLE / "test_coco.json", root / "annotations" /
+                "person_keypoints_val2017.json")
+    for image in COCO_SAMPLE.glob("*.jpg"):
+        (root / "val2017" / image.name).symlink_to(image)
+    return root
+
+
+def _metadata(path: Path) -> PoseMetadata:
+    properties = {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
+    return PoseMetadata.from_properties(properties, str(path))
+
+
+@pytest.mark.slow
+def test_export_command_on_our_checkpoint(lite_checkpoint, coco_sample_root, run_module):
+    result = run_module("pose.export", f"checkpoint={lite_checkpoint}",
+                        f"data.root={coco_sample_root}", "parity_crops=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = lite_checkpoint.with_suffix(".onnx")
+    assert f"wrote {output}: lite_hrnet_18 (the trained weights of {lite_checkpoint})" in (
+        result.stdout)
+    assert f"parity with PyTorch on {coco_sample_root} val2017: 6 crops" in result.stdout
+    metadata = _metadata(output)
+    assert metadata.checkpoint_sha256 == hashlib.sha256(lite_checkpoint.read_bytes()).hexdigest()
+    assert (metadata.model_name, metadata.keypoint_set, metadata.batch) == (
+        "lite_hrnet_18", "coco", "dynamic")
+
+    # The file exists now: refused, untouched; replaced with overwrite=true.
+    before = output.read_bytes()
+    again = run_module("pose.export", f"checkpoint={lite_checkpoint}")
+    assert again.returncode == 2
+    assert again.stderr.strip() == (f"pose.export: error: {output} already exists; nothing was "
+                                    "changed. Choose another output=... or pass overwrite=true "
+                                    "to replace it")
+    assert output.read_bytes() == before
+    replaced = run_module("pose.export", f"checkpoint={lite_checkpoint}", "overwrite=true",
+                          "batch=2", "decode=false", "opset=13", "parity_crops=2")
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert "generated people (no val split at data.root=data/coco)" in replaced.stdout
+    metadata = _metadata(output)
+    assert (metadata.batch, metadata.graph_decoding) == ("2", "off")
+    assert onnx.load(str(output)).opset_import[0].version == 13
+
+
+@pytest.mark.slow
+def test_export_command_on_official_weights(reference_dir, tmp_path, run_module):
+    """Official Lite-HRNet weights (mmpose 0.x layout) with model=: the file reproduces the
+    official model's output."""
+    fixture = torch.load(reference_dir / "fixtures" / "forward_litehrnet_18_coco_256x192.pt",
+                         weights_only=False)
+    weights = tmp_path / "litehrnet_18_coco_256x192.pth"
+    torch.save({"meta": {}, "state_dict": {key: value.float() for key, value in
+                                           fixture["state_dict_fp16"].items()}}, weights)
+    result = run_module("pose.export", f"checkpoint={weights}", "model=lite_hrnet_18",
+                        "parity_crops=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    session = onnxruntime.InferenceSession(str(weights.with_suffix(".onnx")),
+                                           providers=["CPUExecutionProvider"])
+    heatmaps = session.run(["heatmaps"], {"images": fixture["input"].numpy()})[0]
+    np.testing.assert_allclose(heatmaps, fixture["output"].numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_command_bad_inputs(lite_checkpoint, tmp_path, run_module):
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    cases = [
+        ([f"checkpoint={not_a_checkpoint}", "model=lite_hrnet_18"],
+         f"pose.export: error: cannot read checkpoint {not_a_checkpoint}: "),
+        ([f"checkpoint={tmp_path / 'missing.pt'}"],
+         f"pose.export: error: checkpoint not found: {tmp_path / 'missing.pt'}"),
+        ([f"checkpoint={lite_checkpoint}", "opset=9"],
+         "pose.export: error: opset=9 is not supported: pose.export writes ONNX opsets 12 to 20"),
+        ([f"checkpoint={lite_checkpoint}", "batch=0"],
+         "pose.export: error: batch=0 is not 'dynamic' or a positive batch size"),
+        ([f"checkpoint={lite_checkpoint}", f"output={tmp_path / 'no' / 'x.onnx'}"],
+         f"pose.export: error: output folder {tmp_path / 'no'} does not exist"),
+    ]
+    for overrides, message in cases:
+        result = run_module("pose.export", *overrides)
+        assert result.returncode == 2, (overrides, result.stderr[-2000:])
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert result.stderr.startswith(message), result.stderr
+    assert not list(tmp_path.glob("*.onnx"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import tempfile
 import warnings
@@ -104,6 +105,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, int],
             # checks the tracer warns about hold for the fixed input size traced here.
             warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX",
                                     DeprecationWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(graph, (example,), temporary, dynamo=False, opset_version=opset,
                               input_names=["images"], output_names=outputs,
@@ -174,8 +176,11 @@ class Parity:
 
     @property
     def passed(self) -> bool:
-        return self.half or (self.heatmap_max_diff <= HEATMAP_TOLERANCE
-                             and self.keypoint_max_diff_px <= KEYPOINT_TOLERANCE_PX)
+        """Finite outputs and, for a float32 graph, the tolerances (NaN compares False)."""
+        if self.half:
+            return math.isfinite(self.heatmap_max_diff)
+        return (self.heatmap_max_diff <= HEATMAP_TOLERANCE
+                and self.keypoint_max_diff_px <= KEYPOINT_TOLERANCE_PX)
 
     def summary(self) -> str:
         """One line: the figures and, for a float32 graph, the tolerances they are held to."""

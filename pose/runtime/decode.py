@@ -39,7 +39,7 @@ def decode_heatmap_cells(heatmaps: np.ndarray, refinement: str) -> tuple[np.ndar
         raise ValueError(f"decoding {refinement!r} is not one the runtime knows: quarter_offset "
                          "or none")
     batch_size, num_joints, height, width = heatmaps.shape
-    flat = heatmaps.reshape(batch_size, num_joints, -1)
+    flat = heatmaps.reshape(batch_size, num_joints, height * width)
     flat_index = flat.argmax(axis=2)
     maxvals = np.take_along_axis(flat, flat_index[..., None], axis=2)[..., 0]
     peak_x, peak_y = flat_index % width, flat_index // width
