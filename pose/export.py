@@ -88,6 +88,9 @@ def parity_images(cfg: DictConfig, count: int) -> tuple[torch.Tensor, str]:
 
 def export(cli_cfg: DictConfig) -> Path:
     check_opset(cli_cfg.opset)
+    if cli_cfg.parity_crops < 1:
+        raise ValueError(f"parity_crops={cli_cfg.parity_crops}: the parity check needs at least "
+                         "one crop")
     batch = parse_batch(cli_cfg.batch)
     path = output_path(cli_cfg)
     overrides = training_overrides(list(HydraConfig.get().overrides.task))

@@ -115,7 +115,7 @@ def test_fixed_batch_and_no_decoding(crops, tmp_path):
 
 
 def test_half_precision_deviation_is_reported(crops, tmp_path):
-    model = randomised_model("lite_hrnet_18", crops[:2], shift_batch_norm=True)
+    model = randomised_model("hrnet_w8_tiny", crops[:2], shift_batch_norm=True)
     path = export_model(model, tmp_path / "half.onnx", half=True)
     parity = check_parity(model, path, crops[:2])
     assert parity.half and parity.passed  # reported, not held to the float32 tolerances
@@ -364,3 +364,34 @@ def test_export_command_bad_inputs(lite_checkpoint, tmp_path, run_module):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
         assert result.stderr.startswith(message), result.stderr
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_only_training_keys_reach_the_checkpoint_config():
+    from pose.export import training_overrides
+
+    overrides = ["model=lite_hrnet_18", "output=x.onnx", "batch=2", "data.root=/d", "half=true",
+                 "experiment=demo", "eval.flip_test=false", "opset=13", "overwrite=true",
+                 "decode=false", "parity_crops=3", "+train.x=1"]
+    assert training_overrides(overrides) == [
+        "model=lite_hrnet_18", "data.root=/d", "experiment=demo", "eval.flip_test=false",
+        "+train.x=1"]
+
+
+def test_output_path_and_batch_checks(tmp_path):
+    from omegaconf import OmegaConf
+
+    from pose.export import output_path, parse_batch
+
+    checkpoint = tmp_path / "best.pt"
+    options = OmegaConf.create({"checkpoint": str(checkpoint), "output": None, "overwrite": False})
+    assert output_path(options) == tmp_path / "best.onnx"
+    (tmp_path / "best.onnx").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="best.onnx already exists; nothing was changed"):
+        output_path(options)
+    options.overwrite = True
+    assert output_path(options) == tmp_path / "best.onnx"
+    assert (tmp_path / "best.onnx").read_bytes() == b"mine"  # only checked, not touched
+    assert (parse_batch("dynamic"), parse_batch("8")) == (None, 8)
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ValueError, match="is not 'dynamic' or a positive batch size"):
+            parse_batch(bad)
