@@ -9,7 +9,7 @@ from image and boxes to keypoints (crops, network, flip test, decoding) in peopl
 
 The weights are the models' seeded initial ones with the last convolution scaled so that the
 largest heatmap value on the sample crops is 1 (speed does not depend on them; the parity
-figures then mean something). Timings: the median of repeated passes after a warm-up.
+figures then mean something); the float16 row also shifts the BN layers (``scaled_model``). Timings: the median of repeated passes after a warm-up.
 
     python scripts/bench_export.py
     python scripts/bench_export.py --models lite_hrnet_18 --batches 1
@@ -47,6 +47,7 @@ from pose.runtime import OnnxPoseModel
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "coco_sample"
 INPUT_SIZE = (192, 256)  # (w, h) px
 MIN_BOX_SCORE = 0.5
+HALF_PARITY_CROPS = 4
 
 
 def sample_people() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -72,9 +73,15 @@ def sample_crops(people: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops))
 
 
-def scaled_model(name: str, crops: torch.Tensor) -> nn.Module:
+def scaled_model(name: str, crops: torch.Tensor, shift_batch_norm: bool = False) -> nn.Module:
+    """Seeded initial weights, the last convolution scaled to heatmap peaks of 1 on ``crops``;
+    ``shift_batch_norm``: BN shifts from U(-1, 1) too, so that activations are of order 1 as in
+    a trained model (float16 flushes the initial weights' tiny activations to 0)."""
     torch.manual_seed(0)
     model = create_model(name).eval()
+    for module in model.modules():
+        if shift_batch_norm and isinstance(module, nn.BatchNorm2d):
+            module.bias.data.uniform_(-1.0, 1.0)
     final = [module for module in model.head.modules() if isinstance(module, nn.Conv2d)][-1]
     with torch.no_grad():
         peak = model(crops).abs().max()
@@ -149,13 +156,15 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.models:
             model = scaled_model(name, crops)
             for half in (False, True):
+                checked = scaled_model(name, crops, shift_batch_norm=True) if half else model
                 path = Path(folder) / f"{name}_{'fp16' if half else 'fp32'}.onnx"
                 metadata = export_metadata(name, "0" * 64, COCO_KEYPOINTS, INPUT_SIZE,
                                            model.heatmap_stride, decoding="quarter_offset",
                                            target_sigma=2.0, flip_test=True, shift_heatmap=True,
                                            decode=True, half=half, batch=None)
-                export_onnx(model, path, INPUT_SIZE, metadata=metadata, half=half)
-                parity = check_parity(model, path, crops)
+                export_onnx(checked, path, INPUT_SIZE, metadata=metadata, half=half)
+                # float16 convolutions are slow on most CPUs: a few crops show the deviation.
+                parity = check_parity(checked, path, crops[:HALF_PARITY_CROPS] if half else crops)
                 rows.append({"model": name, "precision": metadata.precision,
                              "parity": parity.summary(), "parity_passed": parity.passed})
             path = Path(folder) / f"{name}_fp32.onnx"
