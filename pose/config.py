@@ -137,9 +137,23 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class ExportConfig(Config):
+    """pose.export: the training schema (a checkpoint's config) and the export's own keys."""
+
+    output: str | None = None  # the .onnx file; None: beside the checkpoint, its name + .onnx
+    overwrite: bool = False  # replace an existing output file
+    batch: str = "dynamic"  # "dynamic" or a fixed batch size N
+    decode: bool = True  # also output keypoints [N, K, 2] (input px) and scores [N, K]
+    half: bool = False  # float16 inside the graph (input and outputs stay float32)
+    opset: int = 17  # ONNX opset, 12 to 20
+    parity_crops: int = 16  # crops of the val split (or generated people) for the parity check
+
+
 def register_configs() -> None:
-    """Register the schema with Hydra so ``conf/*.yaml`` compose on top of it."""
+    """Register the schemas with Hydra so ``conf/*.yaml`` compose on top of them."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
 def resolve_device(name: str) -> torch.device:
