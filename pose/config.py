@@ -17,6 +17,7 @@ from torch import nn
 
 from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
+from pose.data.transforms import CODECS
 from pose.evaluation.decode import POST_PROCESSES
 
 
@@ -38,6 +39,9 @@ class DataConfig:
     image_size: list[int] = field(default_factory=lambda: [192, 256])  # network input (w, h), px
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
     sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
+    # How joints become crops and targets: "heatmap" (official HRNet) or "udp" (unbiased data
+    # processing, Huang et al. 2020; decode with eval.post_process=udp, eval.shift_heatmap=false).
+    codec: str = "heatmap"
     num_workers: int = 4
     # Training augmentation (official HRNet COCO values by default).
     scale_factor: float = 0.35  # scale *= clip(1 + N(0,1)*f, 1-f, 1+f)
@@ -117,7 +121,8 @@ class EvalConfig:
     flip_test: bool = True
     shift_heatmap: bool = True  # shift the flipped heatmap one column right (official flip test)
     # Sub-cell refinement of the argmax: "quarter_offset" (official), "dark" (DARK's Taylor step
-    # on the modulated heatmap, with data.sigma), "none".
+    # on the modulated heatmap, with data.sigma), "udp" (DARK-UDP and the inverse UDP warp: for
+    # data.codec=udp, with shift_heatmap=false), "none".
     post_process: str = "quarter_offset"
     batch_size: int = 32
     visibility_threshold: float = 0.2  # joints above this maxval count in the rescoring
@@ -174,10 +179,13 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         # Every augmentation setting is a data.* key of the same name.
         augmentation = AugmentationParams(
             **{setting.name: getattr(data, setting.name) for setting in fields(AugmentationParams)})
+    if data.codec not in CODECS:
+        raise ValueError(f"data.codec={data.codec!r} is not known: expected one of "
+                         f"{', '.join(CODECS)}")
     split = data.train_split if train else data.val_split
-    # Evaluation crops stay exact to the official ones.
+    # Evaluation crops stay exact to the codec's (the official ones by default).
     loading = {"reduced_decoding": train and data.reduced_decoding,
-               "device_augmentation": train and data.device_augmentation}
+               "device_augmentation": train and data.device_augmentation, "codec": data.codec}
     if data.dataset == "mpii":
         if det_file is not None:
             raise ValueError("data.dataset=mpii is evaluated on its annotated people: set "

@@ -61,6 +61,35 @@ OFFICIAL_RECIPES = {
                                          500, MPII),
 }
 
+# mmpose's UDP configs (the presets' headers cite them): UDP codec, decoding and flip test.
+UDP_AUGMENTATION = (0.5, 40.0, 0.3)  # mmpose 0.x: scale_factor 0.5, rot_factor 40
+UDP_RECIPES = {
+    "hrnet_w32_udp_256x192": Recipe("hrnet_w32", 17, "coco", *COCO_256, 2.0, 64, 5e-4, 500,
+                                    UDP_AUGMENTATION),
+    "hrnet_w48_udp_384x288": Recipe("hrnet_w48", 17, "coco", *COCO_384, 3.0, 32, 5e-4, 500,
+                                    UDP_AUGMENTATION),
+    "lite_hrnet_18_udp_256x192": Recipe("lite_hrnet_18", 17, "coco", *COCO_256, 2.0, 64, 5e-4,
+                                        500, LITE_COCO),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(UDP_RECIPES))
+def test_udp_presets_carry_mmpose_recipe(experiment):
+    recipe = UDP_RECIPES[experiment]
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.name == experiment and cfg.model.name == recipe.model
+    assert (cfg.data.dataset, list(cfg.data.image_size), list(cfg.data.heatmap_size),
+            cfg.data.sigma) == (recipe.dataset, recipe.image_size, recipe.heatmap_size,
+                                recipe.sigma)
+    assert (cfg.data.scale_factor, cfg.data.rotation_factor,
+            cfg.data.half_body_prob) == recipe.augmentation
+    assert (cfg.data.rotation_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.6, 8, True)
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.warmup_iters) == (
+        recipe.batch_size, recipe.lr, recipe.warmup_iters)
+    assert cfg.train.optimizer == "adam" and list(cfg.train.milestones) == [170, 200]
+    assert cfg.data.codec == "udp" and cfg.eval.post_process == "udp"
+    assert cfg.eval.flip_test and not cfg.eval.shift_heatmap
+
 
 @pytest.mark.parametrize("experiment", sorted(OFFICIAL_RECIPES))
 def test_presets_carry_official_recipe(experiment):
@@ -78,6 +107,7 @@ def test_presets_carry_official_recipe(experiment):
     # The official recipes have no colour jitter, and train on exact full-resolution crops.
     assert cfg.data.brightness == cfg.data.contrast == cfg.data.saturation == 0
     assert not cfg.data.reduced_decoding and not cfg.data.device_augmentation
+    assert cfg.data.codec == "heatmap" and cfg.eval.post_process == "quarter_offset"
     assert cfg.train.optimizer == "adam" and cfg.train.weight_decay == 0
     assert cfg.train.lr == recipe.lr
     assert (cfg.train.warmup_iters, cfg.train.warmup_ratio) == (recipe.warmup_iters, 0.001)
@@ -89,7 +119,7 @@ def test_presets_carry_official_recipe(experiment):
 
 def test_every_official_preset_is_checked():
     presets = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
-    assert presets - {"demo"} == set(OFFICIAL_RECIPES)
+    assert presets - {"demo"} == set(OFFICIAL_RECIPES) | set(UDP_RECIPES)
 
 
 def test_default_experiment_is_hrnet_w32():

@@ -99,7 +99,7 @@ class MpiiKeypoints(CocoKeypoints):
         root: dataset root (layout in the module docstring).
         split: annotation file name without ``.json`` (``"train"``, ``"valid"``).
         image_size, heatmap_size, sigma, train, augmentation, seed, reduced_decoding,
-            device_augmentation: as for ``CocoKeypoints``.
+            device_augmentation, codec: as for ``CocoKeypoints``.
         keypoints: the 16-joint MPII layout.
     """
 
@@ -117,6 +117,7 @@ class MpiiKeypoints(CocoKeypoints):
         seed: int = 0,
         reduced_decoding: bool = False,
         device_augmentation: bool = False,
+        codec: str = "heatmap",
     ) -> None:
         if keypoints.num_joints != NUM_JOINTS:
             raise ValueError(f"MPII has 16 joints, the keypoint layout {keypoints.name!r} "
@@ -126,7 +127,7 @@ class MpiiKeypoints(CocoKeypoints):
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
                          keypoints=keypoints, augmentation=augmentation, seed=seed,
                          reduced_decoding=reduced_decoding,
-                         device_augmentation=device_augmentation)
+                         device_augmentation=device_augmentation, codec=codec)
 
     def _load_records(self, det_file: str | Path | None,
                       det_score_threshold: float) -> list[dict[str, Any]]:
