@@ -572,10 +572,9 @@ class CocoKeypoints(Dataset):
             rgb = torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1)
             jittered = adjust_colour(rgb, torch.tensor(colour)).to(torch.uint8)
             crop = np.ascontiguousarray(jittered.permute(1, 2, 0).numpy()[:, :, ::-1])
-        make_targets = udp_gaussian_heatmaps if self.codec == "udp" else gaussian_heatmaps
-        target, target_weight = make_targets(
-            crop_joints, visible, self.image_size, self.heatmap_size, self.sigma
-        )
+        encode = udp_gaussian_heatmaps if self.codec == "udp" else gaussian_heatmaps
+        target, target_weight = encode(crop_joints, visible, self.image_size, self.heatmap_size,
+                                       self.sigma)
         item.update({
             "image": torch.from_numpy(normalise_bgr(crop, IMAGENET_MEAN, IMAGENET_STD)),
             "target": torch.from_numpy(target),
