@@ -17,7 +17,8 @@ from torch import nn
 
 from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints, TopDownDataset
 from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
-from pose.evaluation.decode import POST_PROCESSES, DecodeSettings
+from pose.data.transforms import CODECS
+from pose.evaluation.decode import POST_PROCESSES, DecodeSettings, default_shift_heatmap
 from pose.evaluation.evaluators import EvaluationSettings, Evaluator, evaluator_for
 from pose.evaluation.nms import NMS_METHODS
 
@@ -46,6 +47,9 @@ class DataConfig(AugmentationParams):
     image_size: list[int] = field(default_factory=lambda: [192, 256])  # network input (w, h), px
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
     sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
+    # How joints become crops and targets: "heatmap" (official HRNet) or "udp" (unbiased data
+    # processing, Huang et al. 2020; evaluate with eval.post_process=udp).
+    codec: str = "heatmap"
     num_workers: int = 4
     # Training loader speed-ups (data/README.md). reduced_decoding: decode JPEGs at 1/2, 1/4 or
     # 1/8 size when the crop is that much smaller than the person box (same crop up to
@@ -108,9 +112,12 @@ class EvalConfig:
     det_file: str | None = None  # COCO-results json of person boxes
     det_score_threshold: float = 0.0  # detections scoring below this are dropped
     flip_test: bool = True
-    shift_heatmap: bool = True  # shift the flipped heatmap one column right (official flip test)
+    # Shift the flipped heatmap one column right in the flip test. None: the decoding's default
+    # (True for the official decodings, as their flip test; False for "udp", whose flip is exact).
+    shift_heatmap: bool | None = None
     # Sub-cell refinement of the argmax: "quarter_offset" (official), "dark" (DARK's Taylor step
-    # on the modulated heatmap, with data.sigma), "none".
+    # on the modulated heatmap, with data.sigma), "udp" (DARK-UDP and the inverse UDP warp: the
+    # decoding of data.codec=udp, and only of it), "none".
     post_process: str = "quarter_offset"
     batch_size: int = 32
     visibility_threshold: float = 0.2  # joints above this maxval count in the rescoring
@@ -188,10 +195,13 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         # Every augmentation setting is a data.* key of the same name.
         augmentation = AugmentationParams(
             **{setting.name: getattr(data, setting.name) for setting in fields(AugmentationParams)})
+    if data.codec not in CODECS:
+        raise ValueError(f"data.codec={data.codec!r} is not known: expected one of "
+                         f"{', '.join(CODECS)}")
     split = data.train_split if train else data.val_split
-    # Evaluation crops stay exact to the official ones.
+    # Evaluation crops stay exact to the codec's (the official ones by default).
     loading = {"reduced_decoding": train and data.reduced_decoding,
-               "device_augmentation": train and data.device_augmentation}
+               "device_augmentation": train and data.device_augmentation, "codec": data.codec}
     if data.dataset == "mpii":
         if det_file is not None:
             raise ValueError("data.dataset=mpii is evaluated on its annotated people: set "
@@ -209,11 +219,19 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         det_score_threshold=det_score_threshold, seed=seed, **loading)
 
 
-def check_eval_config(eval_cfg: EvalConfig | DictConfig) -> None:
-    """Reject, at start-up rather than at the first evaluation, values the schema cannot type."""
+def check_eval_config(eval_cfg: EvalConfig | DictConfig, codec: str) -> None:
+    """Reject, at start-up rather than at the first evaluation, values the schema cannot type,
+    and a decoding that does not fit the crops and targets of ``codec`` (``data.codec``)."""
     if eval_cfg.post_process not in POST_PROCESSES:
         raise ValueError(f"eval.post_process={eval_cfg.post_process!r} is not known: expected one "
                          f"of {', '.join(POST_PROCESSES)}")
+    if codec not in CODECS:
+        raise ValueError(f"data.codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
+    # UDP heatmaps sit on another grid than the official ones: each codec has its own inverse.
+    if (codec == "udp") != (eval_cfg.post_process == "udp"):
+        raise ValueError(f"data.codec={codec} does not go with eval.post_process="
+                         f"{eval_cfg.post_process}: data.codec=udp needs eval.post_process=udp, "
+                         "and eval.post_process=udp needs data.codec=udp")
     if eval_cfg.nms not in NMS_METHODS:
         raise ValueError(f"eval.nms={eval_cfg.nms!r} is not known: expected one of "
                          f"{', '.join(NMS_METHODS)}")
@@ -221,10 +239,12 @@ def check_eval_config(eval_cfg: EvalConfig | DictConfig) -> None:
 
 def decode_settings(cfg: Config | DictConfig) -> DecodeSettings:
     """How the evaluation turns heatmaps into keypoints (``eval.*`` and the target sigma)."""
+    shift_heatmap = cfg.eval.shift_heatmap
+    if shift_heatmap is None:
+        shift_heatmap = default_shift_heatmap(cfg.eval.post_process)
     return DecodeSettings(
         flip_pairs=keypoint_spec(cfg.data).flip_pairs, flip_test=cfg.eval.flip_test,
-        shift_heatmap=cfg.eval.shift_heatmap, post_process=cfg.eval.post_process,
-        sigma=cfg.data.sigma)
+        shift_heatmap=shift_heatmap, post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
 
 
 def build_evaluator(cfg: Config | DictConfig, dataset: TopDownDataset,

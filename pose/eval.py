@@ -85,7 +85,7 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
         out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir, is_main=context.is_main)
     device = context.device
-    check_eval_config(cfg.eval)
+    check_eval_config(cfg.eval, cfg.data.codec)
 
     model, weights = model_from_checkpoint(cfg, checkpoint, ours)
     logger.info("evaluating %s", weights)

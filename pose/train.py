@@ -146,7 +146,7 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
     logger = setup_logging(run_dir, is_main=context.is_main)
     seed_everything(cfg.seed)
     device = context.device
-    check_eval_config(cfg.eval)
+    check_eval_config(cfg.eval, cfg.data.codec)
     logger.info("run folder: %s (device %s, %d process%s, autocast %s)\n%s", run_dir, device,
                 context.world_size, "es" if context.enabled else "",
                 autocast_dtype(cfg.train.precision, device) or "off", OmegaConf.to_yaml(cfg))

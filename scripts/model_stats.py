@@ -2,7 +2,9 @@
 
 For each model and input size prints params, conv + linear MACs, the HRNet README's "GFLOPs"
 (MACs / 2^30) and the Lite-HRNet README's "FLOPs" (official torchstat count / 2^20), which
-reproduce the published tables (``pose/models/stats.py`` explains both conventions).
+reproduce the published tables (``pose/models/stats.py`` explains both conventions). Without
+``--models`` it adds the HRNetV2p detection backbones (``pose.models.hrnet_pyramid``: HRNetV2 +
+HRFPN neck, no detector heads) and a table of the published HRNetV2 / V2p figures beside ours.
 
     python scripts/model_stats.py                                   # every model, 256x192, 384x288
     python scripts/model_stats.py --models lite_hrnet_18 --sizes 256x256 --num-joints 16  # MPII
@@ -16,7 +18,14 @@ import json
 import sys
 
 from pose.models import list_models
-from pose.models.stats import ModelStats, model_stats
+from pose.models.hrnet import HRNETV2_VARIANTS
+from pose.models.stats import (
+    V2_PUBLISHED,
+    ModelStats,
+    model_stats,
+    published_comparison,
+    pyramid_stats,
+)
 
 DEFAULT_SIZES = ("256x192", "384x288")  # the COCO inputs (height x width), px
 
@@ -43,6 +52,22 @@ def format_table(rows: list[ModelStats]) -> str:
     return "\n".join(lines)
 
 
+def format_published() -> str:
+    """The published HRNetV2 / V2p figures beside ours, with what each counts and its source."""
+    lines = ["Published HRNetV2 / V2p figures (params in M, GFLOPs) against ours:"]
+    for figure in V2_PUBLISHED:
+        params, gflops = published_comparison(figure)
+        height, width = figure.input_hw
+        lines += [(f"  {figure.label}: published {figure.params_m:.1f}M, {figure.gflops:.1f} "
+                  f"GFLOPs; ours ({figure.name}, {figure.num_outputs} outputs, {height}x{width}) "
+                  f"{params / 1e6:.2f}M, {gflops:.1f} GFLOPs"),
+                  f"    counts: {figure.counts}", f"    source: {figure.source}"]
+    lines.append("  ours for detectors: parameters of torchvision's FasterRCNN on hrnet_pyramid "
+                 "(same RPN and RoI-head layout); GFLOPs of the pyramid backbone alone at "
+                 "800x1280 (the RPN and RoI heads' cost depends on the proposals)")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,10 +84,15 @@ def main() -> int:
     sizes = args.sizes or [parse_size(size) for size in DEFAULT_SIZES]
     rows = [model_stats(name, size, num_joints=args.num_joints)
             for name in models for size in sizes]
+    if args.models is None:  # every model: the HRNetV2p detection backbones too
+        rows += [pyramid_stats(name, size) for name in sorted(HRNETV2_VARIANTS) for size in sizes]
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=1))
-    else:
-        print(format_table(rows))
+        return 0
+    print(format_table(rows))
+    if args.models is None:
+        print()
+        print(format_published())
     return 0
 
 

@@ -10,7 +10,13 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from pose.config import merge_checkpoint_config, register_configs, resolve_device
+from pose.config import (
+    check_eval_config,
+    decode_settings,
+    merge_checkpoint_config,
+    register_configs,
+    resolve_device,
+)
 from pose.engine.precision import PRECISIONS
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -62,6 +68,39 @@ OFFICIAL_RECIPES = {
                                          500, MPII),
 }
 
+# mmpose's UDP configs (the presets' headers cite them): UDP codec, decoding and flip test.
+UDP_AUGMENTATION = (0.5, 40.0, 0.3)  # mmpose 0.x: scale_factor 0.5, rot_factor 40
+UDP_RECIPES = {
+    "hrnet_w32_udp_256x192": Recipe("hrnet_w32", 17, "coco", *COCO_256, 2.0, 64, 5e-4, 500,
+                                    UDP_AUGMENTATION),
+    "hrnet_w48_udp_384x288": Recipe("hrnet_w48", 17, "coco", *COCO_384, 3.0, 32, 5e-4, 500,
+                                    UDP_AUGMENTATION),
+    "lite_hrnet_18_udp_256x192": Recipe("lite_hrnet_18", 17, "coco", *COCO_256, 2.0, 64, 5e-4,
+                                        500, LITE_COCO),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(UDP_RECIPES))
+def test_udp_presets_carry_mmpose_recipe(experiment):
+    recipe = UDP_RECIPES[experiment]
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.name == experiment and cfg.model.name == recipe.model
+    assert (cfg.data.dataset, list(cfg.data.image_size), list(cfg.data.heatmap_size),
+            cfg.data.sigma) == (recipe.dataset, recipe.image_size, recipe.heatmap_size,
+                                recipe.sigma)
+    assert (cfg.data.scale_factor, cfg.data.rotation_factor,
+            cfg.data.half_body_prob) == recipe.augmentation
+    assert (cfg.data.rotation_prob, cfg.data.half_body_min_joints, cfg.data.flip) == (0.6, 8, True)
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.warmup_iters) == (
+        recipe.batch_size, recipe.lr, recipe.warmup_iters)
+    assert cfg.train.optimizer == "adam" and list(cfg.train.milestones) == [170, 200]
+    assert cfg.data.codec == "udp" and cfg.eval.post_process == "udp"
+    assert cfg.eval.flip_test and cfg.eval.shift_heatmap is False
+    check_eval_config(cfg.eval, cfg.data.codec)
+    decoding = decode_settings(cfg)
+    assert (decoding.post_process, decoding.shift_heatmap, decoding.sigma) == (
+        "udp", False, recipe.sigma)
+
 
 @pytest.mark.parametrize("experiment", sorted(OFFICIAL_RECIPES))
 def test_presets_carry_official_recipe(experiment):
@@ -79,6 +118,7 @@ def test_presets_carry_official_recipe(experiment):
     # The official recipes have no colour jitter, and train on exact full-resolution crops.
     assert cfg.data.brightness == cfg.data.contrast == cfg.data.saturation == 0
     assert not cfg.data.reduced_decoding and not cfg.data.device_augmentation
+    assert cfg.data.codec == "heatmap" and cfg.eval.post_process == "quarter_offset"
     assert cfg.train.optimizer == "adam" and cfg.train.weight_decay == 0
     assert cfg.train.lr == recipe.lr
     assert (cfg.train.warmup_iters, cfg.train.warmup_ratio) == (recipe.warmup_iters, 0.001)
@@ -90,7 +130,7 @@ def test_presets_carry_official_recipe(experiment):
 
 def test_every_official_preset_is_checked():
     presets = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
-    assert presets - {"demo"} == set(OFFICIAL_RECIPES)
+    assert presets - {"demo"} == set(OFFICIAL_RECIPES) | set(UDP_RECIPES)
 
 
 def test_default_experiment_is_hrnet_w32():
@@ -183,11 +223,11 @@ class _CocoLikeDataset:
 def test_eval_nms_reaches_the_evaluator():
     import torch
 
-    from pose.config import build_evaluator, check_eval_config
+    from pose.config import build_evaluator
     from pose.evaluation.predictions import Predictions
 
     cfg = compose_train("experiment=demo", "eval.nms=soft_oks")
-    check_eval_config(cfg.eval)
+    check_eval_config(cfg.eval, cfg.data.codec)
     pose = [[60.0 + 5 * k, 40.0 + 8 * k, 2] for k in range(17)]
     annotations = {
         "images": [{"id": 1, "width": 300, "height": 300, "file_name": "1.jpg"}],
@@ -213,4 +253,34 @@ def test_eval_nms_reaches_the_evaluator():
     assert counts == {"oks": 1, "soft_oks": 2, "none": 2}
     cfg.eval.nms = "greedy"
     with pytest.raises(ValueError, match="eval.nms='greedy' is not known"):
-        check_eval_config(cfg.eval)
+        check_eval_config(cfg.eval, cfg.data.codec)
+
+
+@pytest.mark.parametrize(("post_process", "shift"), [
+    ("quarter_offset", True), ("dark", True), ("none", True), ("udp", False)])
+def test_shift_heatmap_defaults_to_the_decodings(post_process, shift):
+    codec = "udp" if post_process == "udp" else "heatmap"
+    cfg = compose_train("experiment=demo", f"data.codec={codec}",
+                        f"eval.post_process={post_process}")
+    assert cfg.eval.shift_heatmap is None
+    assert decode_settings(cfg).shift_heatmap is shift
+    # An explicit value wins over the decoding's default.
+    cfg.eval.shift_heatmap = not shift
+    assert decode_settings(cfg).shift_heatmap is (not shift)
+
+
+@pytest.mark.parametrize(("codec", "post_process"), [
+    ("udp", "quarter_offset"), ("udp", "dark"), ("heatmap", "udp")])
+def test_codec_and_decoding_must_match(codec, post_process):
+    cfg = compose_train("experiment=demo", f"data.codec={codec}",
+                        f"eval.post_process={post_process}")
+    with pytest.raises(ValueError, match=(f"^data.codec={codec} does not go with "
+                                          f"eval.post_process={post_process}: ")):
+        check_eval_config(cfg.eval, cfg.data.codec)
+
+
+def test_unknown_codec_is_named():
+    cfg = compose_train("experiment=demo", "data.codec=udpp")
+    with pytest.raises(ValueError, match="data.codec='udpp' is not known: expected one of "
+                                         "heatmap, udp"):
+        check_eval_config(cfg.eval, cfg.data.codec)

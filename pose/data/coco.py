@@ -195,7 +195,7 @@ class CocoKeypoints(TopDownDataset):
         root: dataset root (layout in the module docstring).
         split: e.g. ``"train2017"`` or ``"val2017"``.
         image_size, heatmap_size, sigma, train, keypoints, augmentation, padding, seed,
-            reduced_decoding, device_augmentation: see :class:`TopDownDataset`.
+            reduced_decoding, device_augmentation, codec: see :class:`TopDownDataset`.
         det_file: COCO-results json of person boxes to use instead of the ground-truth boxes
             (evaluation only).
         det_score_threshold: detections scoring below it are dropped.
@@ -221,6 +221,7 @@ class CocoKeypoints(TopDownDataset):
         seed: int = 0,
         reduced_decoding: bool = False,
         device_augmentation: bool = False,
+        codec: str = "heatmap",
     ) -> None:
         if train and det_file is not None:
             raise ValueError(
@@ -233,7 +234,7 @@ class CocoKeypoints(TopDownDataset):
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
                          keypoints=keypoints, augmentation=augmentation, padding=padding,
                          seed=seed, reduced_decoding=reduced_decoding,
-                         device_augmentation=device_augmentation)
+                         device_augmentation=device_augmentation, codec=codec)
 
     # ----------------------------------------------------------------------------------------
     # Records

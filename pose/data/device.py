@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pose.data.targets import heatmap_targets
-from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, adjust_colour, normalise
+from pose.data.targets import heatmap_targets, udp_heatmap_targets
+from pose.data.transforms import CODECS, IMAGENET_MEAN, IMAGENET_STD, adjust_colour, normalise
 
 
 def warp_images(
@@ -75,6 +75,10 @@ class DeviceAugmentation:
         colour_jitter: apply the batch's ``colour`` factors (False: skip the step, which is the
             identity when no jitter is configured).
         mean, std: normalisation (ImageNet's).
+        codec: the dataset's codec (``pose.data.transforms.CODECS``): "heatmap" targets
+            (:func:`pose.data.targets.heatmap_targets`) or "udp" ones
+            (:func:`pose.data.targets.udp_heatmap_targets`); the crop matrices come with the
+            batch, so the crop follows the codec already.
     """
 
     def __init__(
@@ -85,7 +89,11 @@ class DeviceAugmentation:
         colour_jitter: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        codec: str = "heatmap",
     ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
+        self.codec = codec
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = sigma
@@ -109,7 +117,8 @@ class DeviceAugmentation:
         if self.colour_jitter:
             crops = adjust_colour(crops, batch["colour"])
         batch["image"] = normalise(crops, self.mean, self.std)
-        batch["target"], batch["target_weight"] = heatmap_targets(
+        make_targets = udp_heatmap_targets if self.codec == "udp" else heatmap_targets
+        batch["target"], batch["target_weight"] = make_targets(
             batch["crop_joints"], batch["joints"][..., 2], self.image_size, self.heatmap_size,
             self.sigma,
         )

@@ -96,7 +96,7 @@ class MpiiKeypoints(TopDownDataset):
         root: dataset root (layout in the module docstring).
         split: annotation file name without ``.json`` (``"train"``, ``"valid"``).
         image_size, heatmap_size, sigma, train, augmentation, seed, reduced_decoding,
-            device_augmentation: see :class:`TopDownDataset`.
+            device_augmentation, codec: see :class:`TopDownDataset`.
         keypoints: the 16-joint MPII layout.
     """
 
@@ -114,6 +114,7 @@ class MpiiKeypoints(TopDownDataset):
         seed: int = 0,
         reduced_decoding: bool = False,
         device_augmentation: bool = False,
+        codec: str = "heatmap",
     ) -> None:
         if keypoints.num_joints != NUM_JOINTS:
             raise ValueError(f"MPII has 16 joints, the keypoint layout {keypoints.name!r} "
@@ -124,7 +125,7 @@ class MpiiKeypoints(TopDownDataset):
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
                          keypoints=keypoints, augmentation=augmentation, seed=seed,
                          reduced_decoding=reduced_decoding,
-                         device_augmentation=device_augmentation)
+                         device_augmentation=device_augmentation, codec=codec)
 
     def _load_records(self) -> list[dict[str, Any]]:
         if not self.root.is_dir():

@@ -1,4 +1,8 @@
-"""Gaussian heatmap targets, bit-equal to the official HRNet ``generate_target``."""
+"""Gaussian heatmap targets: the official HRNet ``generate_target`` (bit-equal), and UDP's.
+
+The codec (``pose.data.transforms.CODECS``) picks them: "heatmap" uses :func:`gaussian_heatmaps`
+and :func:`heatmap_targets`, "udp" :func:`udp_gaussian_heatmaps` and :func:`udp_heatmap_targets`.
+"""
 
 from __future__ import annotations
 
@@ -148,3 +152,100 @@ def heatmap_targets(
     pasted = inside_y[..., :, None] & inside_x[..., None, :] & (target_weight > 0.5)[..., None, None]
     target = torch.where(pasted, values, torch.zeros((), dtype=torch.float32, device=device))
     return target, target_weight
+
+
+def udp_heatmap_targets(
+    joints: torch.Tensor,
+    visible: torch.Tensor,
+    image_size: Sequence[int],
+    heatmap_size: Sequence[int],
+    sigma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """UDP Gaussian targets (mmpose's ``UDPHeatmap``), for a batch of people on any device.
+
+    A crop pixel x maps to the heatmap cell x (heatmap - 1) / (input - 1), per axis (UDP: the
+    first and the last pixel centres of the crop and of the heatmap coincide). Each labelled
+    joint at cell position (x, y) gets exp(-((u - x)^2 + (v - y)^2) / (2 sigma^2)) on the cells
+    (u, v) of the window mmpose's ``generate_udp_gaussian_heatmaps`` paints: the (6 sigma + 1)^2
+    cells around mu = trunc(position + 0.5), i.e. from trunc(mu - 3 sigma) to
+    trunc(mu + 3 sigma + 1) exclusive, clipped to the map. The peak sits at the exact sub-cell
+    position (mmpose computes the same values from the window's index; for a fractional 3 sigma
+    near the top or left border its window is one cell off centre, ours is not).
+
+    Args:
+        joints: [..., K, 2+] joint positions in crop pixels (x, y), any float dtype.
+        visible: [..., K] visibility (0/1); weight 0 and an empty map where < 0.5.
+        image_size: crop (width, height) in pixels, both > 1.
+        heatmap_size: heatmap (width, height) in cells, both > 1.
+        sigma: Gaussian standard deviation in heatmap cells.
+
+    Returns:
+        ``target`` float32 [..., K, heatmap_h, heatmap_w] (computed in float64, then rounded)
+        and ``target_weight`` float32 [..., K]: the visibility, 0 where the window lies wholly
+        outside the map (mmpose's rule: left >= W, top >= H, right < 0 or bottom < 0).
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if joints.shape[-1] < 2 or joints.shape[:-1] != visible.shape:
+        raise ValueError(
+            f"expected joints [..., K, 2+] and visible [..., K], got {tuple(joints.shape)} and "
+            f"{tuple(visible.shape)}"
+        )
+    heatmap_width, heatmap_height = (int(v) for v in heatmap_size)
+    if min(heatmap_width, heatmap_height, *(int(v) for v in image_size)) < 2:
+        raise ValueError(f"UDP needs image and heatmap sizes of at least 2, got {image_size} "
+                         f"and {heatmap_size}")
+    device = joints.device
+    cells_per_pixel = torch.tensor(
+        [(heatmap_width - 1) / (float(image_size[0]) - 1),
+         (heatmap_height - 1) / (float(image_size[1]) - 1)], dtype=torch.float64, device=device)
+    position = joints[..., :2].to(torch.float64) * cells_per_pixel  # [..., K, 2] cells
+    radius = 3 * sigma
+    mu = torch.trunc(position + 0.5)
+    upper_left = torch.trunc(mu - radius)  # [..., K, 2] (x, y), first painted cell
+    bottom_right = torch.trunc(mu + radius + 1)  # first cell past the window
+    outside = (
+        (upper_left[..., 0] >= heatmap_width)
+        | (upper_left[..., 1] >= heatmap_height)
+        | (bottom_right[..., 0] < 0)
+        | (bottom_right[..., 1] < 0)
+    )
+    target_weight = visible.to(torch.float32).masked_fill(outside, 0)
+    painted = target_weight > 0.5
+
+    cells_x = torch.arange(heatmap_width, dtype=torch.float64, device=device)
+    cells_y = torch.arange(heatmap_height, dtype=torch.float64, device=device)
+    inside_x = (cells_x >= upper_left[..., :1]) & (cells_x < bottom_right[..., :1])  # [..., K, W]
+    inside_y = (cells_y >= upper_left[..., 1:]) & (cells_y < bottom_right[..., 1:])  # [..., K, H]
+    square_x = (cells_x - position[..., :1]) ** 2
+    square_y = (cells_y - position[..., 1:]) ** 2
+    values = torch.exp(-(square_y[..., :, None] + square_x[..., None, :]) / (2 * sigma**2))
+    mask = inside_y[..., :, None] & inside_x[..., None, :] & painted[..., None, None]
+    target = torch.where(mask, values, torch.zeros((), dtype=torch.float64, device=device))
+    return target.to(torch.float32), target_weight
+
+
+def udp_gaussian_heatmaps(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    image_size: Sequence[int],
+    heatmap_size: Sequence[int],
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`udp_heatmap_targets` for one person, numpy in and out (the CPU loader's path).
+
+    joints: [K, 2+] crop pixels; visible: [K]. Returns ``target`` float32 [K, heatmap_h,
+    heatmap_w] and ``target_weight`` float32 [K], bit-equal to the batched function on the CPU
+    (it runs it).
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    visible = np.asarray(visible)
+    if joints.ndim != 2 or joints.shape[1] < 2 or len(visible) != len(joints):
+        raise ValueError(
+            f"expected joints [K, 2+] and visible [K], got {joints.shape} and {visible.shape}"
+        )
+    visible = visible.reshape(len(joints), -1)[:, 0]
+    target, target_weight = udp_heatmap_targets(
+        torch.from_numpy(joints), torch.from_numpy(visible.astype(np.float32)), image_size,
+        heatmap_size, sigma)
+    return target.numpy(), target_weight.numpy()

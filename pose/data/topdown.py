@@ -22,8 +22,9 @@ from torch.utils.data import Dataset, get_worker_info
 from pose.data.device import DeviceAugmentation
 from pose.data.exif import jpeg_exif_orientation
 from pose.data.keypoints import KeypointSpec
-from pose.data.targets import gaussian_heatmaps
+from pose.data.targets import gaussian_heatmaps, udp_gaussian_heatmaps
 from pose.data.transforms import (
+    CODECS,
     COLOUR_JITTERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,11 +34,11 @@ from pose.data.transforms import (
     adjust_colour,
     affine_transform_points,
     compose_affine,
+    crop_affine_transform,
     decode_reduction,
     draw_augmentation,
     flip_center_x,
     flip_joints,
-    get_affine_transform,
     horizontal_flip_matrix,
     normalise_bgr,
     reduced_to_full_matrix,
@@ -90,6 +91,10 @@ class TopDownDataset(Dataset):
             default, and off for the exactness tests).
         device_augmentation: return the decoded image and its crop matrix instead of the crop
             and targets (see :class:`pose.data.DeviceAugmentation`, :meth:`batch_transform`).
+        codec: "heatmap" (the official crop and targets, default) or "udp" (unbiased data
+            processing: :func:`pose.data.transforms.get_udp_affine_transform` crops and
+            :func:`pose.data.targets.udp_gaussian_heatmaps` targets); decode its predictions
+            with ``post_process="udp"``.
 
     Items are dicts: ``image`` float32 [3, h, w] (RGB, ImageNet-normalised), ``target`` float32
     [K, hh, hw], ``target_weight`` float32 [K], ``center`` float32 [2] and ``scale`` float32 [2]
@@ -126,7 +131,10 @@ class TopDownDataset(Dataset):
         seed: int = 0,
         reduced_decoding: bool = False,
         device_augmentation: bool = False,
+        codec: str = "heatmap",
     ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(
                 f"image_size and heatmap_size must be (width, height), got {image_size} and "
@@ -144,6 +152,7 @@ class TopDownDataset(Dataset):
         self.seed = seed
         self.reduced_decoding = reduced_decoding
         self.device_augmentation = device_augmentation
+        self.codec = codec
         # In shared memory so that set_epoch reaches DataLoader workers that outlive an epoch
         # (persistent_workers=True), which hold their own copy of the dataset; the loading
         # counters likewise add up over every worker.
@@ -219,7 +228,7 @@ class TopDownDataset(Dataset):
             return None
         jitter = any(getattr(self.augmentation, name) > 0 for name in COLOUR_JITTERS)
         return DeviceAugmentation(self.image_size, self.heatmap_size, self.sigma,
-                                  colour_jitter=self.train and jitter)
+                                  colour_jitter=self.train and jitter, codec=self.codec)
 
     # ----------------------------------------------------------------------------------------
     # Items
@@ -313,7 +322,7 @@ class TopDownDataset(Dataset):
             joints, visible = flip_joints(joints, visible, image_width, self.keypoints.flip_pairs)
             center = flip_center_x(center, image_width)
         # (Flipped) full-resolution image -> crop.
-        matrix = get_affine_transform(center, scale, rotation, self.image_size)
+        matrix = crop_affine_transform(self.codec, center, scale, rotation, self.image_size)
         # Only labelled joints move; the others keep their (meaningless) coordinates.
         crop_joints = np.array(joints, dtype=np.float64)
         labelled = visible > 0
@@ -375,9 +384,9 @@ class TopDownDataset(Dataset):
             rgb = torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1)
             jittered = adjust_colour(rgb, torch.tensor(colour)).to(torch.uint8)
             crop = np.ascontiguousarray(jittered.permute(1, 2, 0).numpy()[:, :, ::-1])
-        target, target_weight = gaussian_heatmaps(
-            crop_joints, visible, self.image_size, self.heatmap_size, self.sigma
-        )
+        encode = udp_gaussian_heatmaps if self.codec == "udp" else gaussian_heatmaps
+        target, target_weight = encode(crop_joints, visible, self.image_size, self.heatmap_size,
+                                       self.sigma)
         return {
             "image": torch.from_numpy(normalise_bgr(crop, IMAGENET_MEAN, IMAGENET_STD)),
             "target": torch.from_numpy(target),

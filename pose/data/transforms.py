@@ -23,6 +23,9 @@ import torch
 from pose.data.keypoints import flip_permutation
 
 PIXEL_STD = 200.0
+# How keypoints become crops and targets (and back): "heatmap", the official HRNet crop and
+# targets; "udp", unbiased data processing (get_udp_affine_transform, udp_heatmap_targets).
+CODECS = ("heatmap", "udp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -157,6 +160,74 @@ def get_affine_transform(
     if inverse:
         return cv2.getAffineTransform(target, source)
     return cv2.getAffineTransform(source, target)
+
+
+def get_udp_affine_transform(
+    center: Sequence[float] | np.ndarray,
+    scale: Sequence[float] | np.ndarray,
+    rotation_deg: float,
+    output_size: Sequence[int] | np.ndarray,
+    inverse: bool = False,
+    pixel_std: float = PIXEL_STD,
+) -> np.ndarray:
+    """UDP's [2, 3] float64 map from image pixels to crop pixels (or back if ``inverse``).
+
+    Unbiased data processing (Huang et al., CVPR 2020; mmpose's ``get_udp_warp_matrix``): pixel
+    centres sit at integers, so the box of ``scale * pixel_std`` pixels maps onto the crop's
+    ``output_size - 1`` pixel spacings, each axis with its own zoom ``(size - 1) / box size``,
+    and ``center`` lands on ((width - 1) / 2, (height - 1) / 2). Both scale components are used
+    (P1 does not apply). The rotation turns about ``center`` with :func:`get_affine_transform`'s
+    sign, so a drawn rotation means the same in both codecs (mmpose's UDP matrix turns the other
+    way; its rotation draw is symmetric, so the training distribution is the same).
+
+    Args:
+        center: [2] box centre, pixels. scale: [2] box (width, height) / ``pixel_std``.
+        rotation_deg: degrees. output_size: crop (width, height), pixels.
+
+    Returns:
+        [2, 3] float64: crop = M @ [x, y, 1]; with ``inverse``, its exact inverse.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
+    if center.shape != (2,) or scale.shape != (2,):
+        raise ValueError(
+            f"center and scale must have shape [2], got {center.shape} and {scale.shape}"
+        )
+    if not (scale > 0).all():
+        raise ValueError(f"scale must be positive, got {scale.tolist()}")
+    crop_size = np.array([float(v) for v in output_size])
+    zoom = (crop_size - 1) / (scale * pixel_std)  # crop pixels per image pixel, per axis
+    crop_center = (crop_size - 1) * 0.5
+    rotation_rad = np.deg2rad(rotation_deg)
+    sin, cos = np.sin(rotation_rad), np.cos(rotation_rad)
+    # get_affine_transform maps the box turned by +rotation onto the upright crop: the image
+    # is turned back by R(-rotation), R(a) = [[cos a, -sin a], [sin a, cos a]].
+    turn_back = np.array([[cos, sin], [-sin, cos]])
+    if inverse:
+        linear = turn_back.T / zoom  # R(rotation) diag(1 / zoom)
+        origin = center
+        target = crop_center
+    else:
+        linear = zoom[:, None] * turn_back  # diag(zoom) R(-rotation)
+        origin = crop_center
+        target = center
+    return np.concatenate([linear, (origin - linear @ target)[:, None]], axis=1)
+
+
+def crop_affine_transform(
+    codec: str,
+    center: Sequence[float] | np.ndarray,
+    scale: Sequence[float] | np.ndarray,
+    rotation_deg: float,
+    output_size: Sequence[int] | np.ndarray,
+) -> np.ndarray:
+    """The [2, 3] image-to-crop map of ``codec``: "heatmap" (:func:`get_affine_transform`, the
+    official crop) or "udp" (:func:`get_udp_affine_transform`)."""
+    if codec == "udp":
+        return get_udp_affine_transform(center, scale, rotation_deg, output_size)
+    if codec == "heatmap":
+        return get_affine_transform(center, scale, rotation_deg, output_size)
+    raise ValueError(f"codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
 
 
 def affine_transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -485,6 +556,7 @@ def flip_center_x(center: np.ndarray, image_width: int) -> np.ndarray:
 
 
 __all__ = [
+    "CODECS",
     "COLOUR_JITTERS",
     "DECODE_REDUCTIONS",
     "IMAGENET_MEAN",
@@ -498,11 +570,13 @@ __all__ = [
     "affine_transform_points",
     "box_to_center_scale",
     "compose_affine",
+    "crop_affine_transform",
     "decode_reduction",
     "draw_augmentation",
     "flip_center_x",
     "flip_joints",
     "get_affine_transform",
+    "get_udp_affine_transform",
     "half_body_center_scale",
     "horizontal_flip_matrix",
     "normalise",

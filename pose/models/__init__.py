@@ -4,6 +4,7 @@ Every model maps normalised images [N, 3, H, W] to heatmaps [N, K, H/4, W/4] and
 :class:`PoseModel` interface (``backbone``, ``head``, ``forward_features``, ``forward_head``,
 ``num_joints``, ``heatmap_stride``). Each family file holds a table of named variants (a spec
 dataclass per row); :data:`MODELS` joins them, and :func:`create_model` is the one builder.
+:func:`hrnet_pyramid` builds HRNetV2p detection backbones (not pose models, not in MODELS).
 """
 
 from __future__ import annotations
@@ -12,22 +13,28 @@ import dataclasses
 from typing import Any
 
 from pose.models.base import PoseModel
-from pose.models.heads import HeatmapHead
-from pose.models.hrnet import HRNET_VARIANTS, HRNet, HRNetSpec
+from pose.models.heads import HeatmapHead, HRNetV2Head
+from pose.models.hrnet import HRNET_VARIANTS, HRNETV2_VARIANTS, HRNet, HRNetSpec, HRNetV2
+from pose.models.hrnet_pyramid import HRNetPyramid, hrnet_pyramid
 from pose.models.lite_hrnet import LITE_HRNET_VARIANTS, LiteHRNet, LiteHRNetSpec
 from pose.models.pretrained import load_backbone_weights, load_pretrained
 
 __all__ = [
+    "HRNETV2_VARIANTS",
     "HRNET_VARIANTS",
     "LITE_HRNET_VARIANTS",
     "MODELS",
     "HRNet",
+    "HRNetPyramid",
     "HRNetSpec",
+    "HRNetV2",
+    "HRNetV2Head",
     "HeatmapHead",
     "LiteHRNet",
     "LiteHRNetSpec",
     "PoseModel",
     "create_model",
+    "hrnet_pyramid",
     "list_models",
     "load_backbone_weights",
     "load_pretrained",
@@ -37,6 +44,7 @@ __all__ = [
 # besides num_joints).
 MODELS: dict[str, tuple[type[PoseModel], Any]] = {
     **{name: (HRNet, spec) for name, spec in HRNET_VARIANTS.items()},
+    **{name: (HRNetV2, spec) for name, spec in HRNETV2_VARIANTS.items()},
     **{name: (LiteHRNet, spec) for name, spec in LITE_HRNET_VARIANTS.items()},
 }
 

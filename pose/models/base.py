@@ -11,7 +11,8 @@ Every model :func:`pose.models.create_model` returns is a :class:`PoseModel`:
   keys stay those of the official checkpoints (HRNet keeps its backbone's modules at the top
   level beside ``final_layer``; Lite-HRNet names them ``backbone`` and ``keypoint_head``).
   Their parameters and buffers partition the model's; ``model.backbone(images)`` gives the
-  features.
+  features, and ``model.head`` takes the finest of them, or the whole list where the class says
+  ``head_reads_all_features`` (HRNetV2's head reads every branch).
 * ``model.num_joints`` (K) and ``model.heatmap_stride`` (4: input pixels per heatmap cell).
 
 Code outside a model family (loading backbone weights, exporters) uses only this interface.
@@ -46,10 +47,12 @@ class PoseModel(nn.Module):
 
     A family defines ``backbone`` (a registered submodule or a property), ``head`` (a property
     naming its head module) and :meth:`forward_features`; :meth:`forward_head` feeds the finest
-    feature to ``head`` unless the family's head reads more.
+    feature to ``head``, or the whole list where ``head_reads_all_features`` (HRNetV2).
     """
 
     heatmap_stride = 4  # input pixels per heatmap cell
+    # Whether ``head`` takes every feature (the list) rather than the finest one.
+    head_reads_all_features = False
 
     # Views of the model's own modules, defined by each family (see the module docstring).
     backbone: nn.Module
@@ -65,7 +68,7 @@ class PoseModel(nn.Module):
 
     def forward_head(self, features: list[Tensor]) -> Tensor:
         """Features (as :meth:`forward_features` gives them) -> heatmaps [N, K, H/4, W/4]."""
-        return self.head(features[0])
+        return self.head(features if self.head_reads_all_features else features[0])
 
     def forward(self, images: Tensor) -> Tensor:
         """Normalised images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4]."""

@@ -1,13 +1,19 @@
 """Heatmap heads and the weight initialisation shared by the pose models.
 
-The head layout follows SimpleBaseline / mmpose 0.x ``TopDownSimpleHead``: optional stride-2
+:class:`HeatmapHead` follows SimpleBaseline / mmpose 0.x ``TopDownSimpleHead``: optional stride-2
 deconvolutions (``deconv_layers``) followed by one convolution with bias (``final_layer``) that
 maps features to one heatmap per joint. Stored under ``keypoint_head`` its keys are exactly those
 of Lite-HRNet checkpoints (``keypoint_head.final_layer.weight``).
+
+:class:`HRNetV2Head` is HRNetV2's representation head (Wang et al., TPAMI 2020): every branch
+upsampled to the finest and concatenated (:func:`concat_upsampled`), then 1x1 conv + BN + ReLU
+and the heatmap conv.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Official HRNet (BN_MOMENTUM) and mmcv defaults.
@@ -99,3 +105,41 @@ class HeatmapHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.final_layer(self.deconv_layers(features))
+
+
+def concat_upsampled(features: list[Tensor]) -> Tensor:
+    """HRNetV2's representation: [N, C_b, H/2^b, W/2^b] branches -> [N, sum C_b, H, W].
+
+    Every branch is upsampled bilinearly (``align_corners=False``, as the official facial
+    landmark and segmentation code) to the size of the first, channels unchanged, and the
+    branches are concatenated finest first.
+    """
+    size = features[0].shape[-2:]
+    upsampled = [features[0]] + [
+        F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
+        for feature in features[1:]
+    ]
+    return torch.cat(upsampled, dim=1)
+
+
+class HRNetV2Head(nn.Sequential):
+    """HRNetV2's head: branches -> :func:`concat_upsampled` -> conv1x1 (with bias) + BN + ReLU
+    -> heatmap conv, i.e. features [[N, C_b, h/2^b, w/2^b]] -> heatmaps [N, K, h, w].
+
+    The layers are the official ``last_layer`` of HRNet-Semantic-Segmentation (indices 0, 1, 2,
+    3: conv, BN, ReLU, conv; the facial-landmark repository names the same layers ``head``), so
+    under ``last_layer`` the state-dict keys are theirs. ``in_channels`` = sum of the branch
+    widths (15 C for HRNet's C, 2C, 4C, 8C).
+    """
+
+    def __init__(self, in_channels: int, num_joints: int, final_kernel_size: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, kernel_size=1, bias=True),
+            batch_norm(in_channels),
+            nn.ReLU(inplace=True),
+            heatmap_conv(in_channels, num_joints, final_kernel_size),
+        )
+        init_pose_weights(self)
+
+    def forward(self, features: list[Tensor]) -> Tensor:  # type: ignore[override]
+        return super().forward(concat_upsampled(features))

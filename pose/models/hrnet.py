@@ -1,4 +1,4 @@
-"""HRNetV1 for top-down pose estimation (Sun et al., CVPR 2019).
+"""HRNetV1 (Sun et al., CVPR 2019) and HRNetV2 (Wang et al., TPAMI 2020) for top-down pose.
 
 Images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4]. The network keeps a 1/4-resolution branch
 throughout, adds a 1/8, 1/16 and 1/32 branch in stages 2, 3 and 4, and fuses all branches at the
@@ -7,7 +7,16 @@ official ``pose_hrnet.py`` state dict, so official checkpoints load with ``stric
 backbone's modules sit at the top level beside the head ``final_layer``, and ``model.backbone``
 is a view of them (:class:`HRNetBackbone`).
 
-Variants are rows of :data:`HRNET_VARIANTS`; ``pose.models.create_model`` builds them.
+:class:`HRNetV2` is the same backbone whose last module of stage 4 outputs every branch (fused),
+with the V2 representation head (:class:`pose.models.heads.HRNetV2Head`) under ``last_layer``:
+the layout of HRNet-Semantic-Segmentation's ``seg_hrnet.py``, so the backbones of its and of
+HRNet-Facial-Landmark-Detection's checkpoints load (their heads too, under these names). Our
+fuse layers upsample with nearest neighbours, as HRNetV1 and the ImageNet HRNets these
+repositories start from; their own fuse layers upsample bilinearly, so weights fine-tuned there
+load but compute slightly different features.
+
+Variants are rows of :data:`HRNET_VARIANTS` (V1) and :data:`HRNETV2_VARIANTS`;
+``pose.models.create_model`` builds them.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from pose.models.base import PoseModel, check_input_size, check_positive_ints
-from pose.models.heads import batch_norm, heatmap_conv, init_pose_weights
+from pose.models.heads import HRNetV2Head, batch_norm, heatmap_conv, init_pose_weights
 
 BOTTLENECK_EXPANSION = 4
 # The coarsest branch is at 1/32; nearest upsampling only realigns the branches when every
@@ -61,6 +70,14 @@ HRNET_VARIANTS: dict[str, HRNetSpec] = {
     "hrnet_w16_tiny": HRNetSpec(32, 1, 32, (1, 1, 1), (1, 1, 1), (16, 32, 64, 128)),
     # Smallest variant (fast tests): half of w16_small's widths, 1 block per branch in stage 2.
     "hrnet_w8_tiny": HRNetSpec(32, 1, 16, (1, 1, 1), (1, 2, 2), (8, 16, 32, 64)),
+}
+
+# HRNetV2 (HRNet-Semantic-Segmentation / HRNet-Facial-Landmark-Detection configs): the V1
+# architecture at widths 18, 32, 48 with the V2 head (the head's input is 15 x the width).
+HRNETV2_VARIANTS: dict[str, HRNetSpec] = {
+    "hrnetv2_w18": HRNetSpec(64, 4, 64, (1, 4, 3), (4, 4, 4), (18, 36, 72, 144)),
+    "hrnetv2_w32": HRNetSpec(64, 4, 64, (1, 4, 3), (4, 4, 4), (32, 64, 128, 256)),
+    "hrnetv2_w48": HRNetSpec(64, 4, 64, (1, 4, 3), (4, 4, 4), (48, 96, 192, 384)),
 }
 
 
@@ -246,8 +263,9 @@ def _hrnet_features(modules: nn.Module, images: Tensor) -> list[Tensor]:
     """The HRNetV1 backbone's forward pass, run by :class:`HRNet` and :class:`HRNetBackbone`.
 
     ``modules``: either of them (both hold conv1 .. stage4 under the official names).
-    Images [N, 3, H, W] (H, W multiples of 32) -> [[N, widths[0], H/4, W/4]]: the last module
-    of stage 4 fuses into the 1/4 branch only, so V1's backbone gives one feature.
+    Images [N, 3, H, W] (H, W multiples of 32) -> features finest first: V1's last module of
+    stage 4 fuses into the 1/4 branch only, so it gives [[N, widths[0], H/4, W/4]]; V2's gives
+    all four branches [N, widths[b], H/4/2^b, W/4/2^b].
     """
     check_input_size(images, "HRNet", INPUT_SIZE_MULTIPLE)
     x = modules.relu(modules.bn1(modules.conv1(images)))
@@ -261,10 +279,10 @@ def _hrnet_features(modules: nn.Module, images: Tensor) -> list[Tensor]:
 class HRNetBackbone(nn.Module):
     """View of an :class:`HRNet`'s backbone: its top-level modules other than the head.
 
-    Images [N, 3, H, W] -> features [[N, widths[0], H/4, W/4]]. It registers the model's own
-    module objects under their names, so its parameters and buffers are the model's (not
-    copies) and its state-dict keys are the model's without ``final_layer.*``, as in the
-    official ImageNet checkpoints. The model itself never registers it.
+    Images [N, 3, H, W] -> the model's features (:func:`_hrnet_features`). It registers the
+    model's own module objects under their names, so its parameters and buffers are the model's
+    (not copies) and its state-dict keys are the model's without the head's, as in the official
+    ImageNet checkpoints. The model itself never registers it.
     """
 
     def __init__(self, modules: Iterable[tuple[str, nn.Module]]) -> None:
@@ -283,6 +301,9 @@ class HRNet(PoseModel):
     ``num_joints`` (K). Weights are initialised like the official ``init_weights``.
     ``head`` is ``final_layer`` (a 1x1 conv on the 1/4 branch); ``backbone`` a view of the rest.
     """
+
+    # V1's last module of stage 4 fuses into the 1/4 branch only (the official pose network).
+    last_stage_outputs_all_branches = False
 
     def __init__(
         self,
@@ -323,11 +344,14 @@ class HRNet(PoseModel):
         self.transition2 = _make_transition(widths[:2], widths[:3])
         self.stage3 = _make_stage(widths[:3], stage_modules[1], stage_blocks[1], True)
         self.transition3 = _make_transition(widths[:3], widths)
-        # The last module of stage 4 fuses into the 1/4 branch only.
-        self.stage4 = _make_stage(widths, stage_modules[2], stage_blocks[2], False)
+        self.stage4 = _make_stage(widths, stage_modules[2], stage_blocks[2],
+                                  self.last_stage_outputs_all_branches)
 
-        self.final_layer = heatmap_conv(widths[0], num_joints, kernel_size=1)
+        self._add_head(widths, num_joints)
         init_pose_weights(self)
+
+    def _add_head(self, widths: tuple[int, ...], num_joints: int) -> None:
+        self.final_layer = heatmap_conv(widths[0], num_joints, kernel_size=1)
 
     @property
     def head(self) -> nn.Conv2d:
@@ -347,4 +371,31 @@ class HRNet(PoseModel):
 
     def forward_features(self, images: Tensor) -> list[Tensor]:
         """Images [N, 3, H, W] -> [[N, widths[0], H/4, W/4]] (V1 keeps only the finest)."""
+        return _hrnet_features(self, images)
+
+
+class HRNetV2(HRNet):
+    """HRNetV2 pose network: normalised images [N, 3, H, W] -> heatmaps [N, K, H/4, W/4].
+
+    The HRNetV1 backbone whose last module of stage 4 outputs all four branches (fused, the
+    official V2 layout: ``stage4.<last>.fuse_layers.{0,1,2,3}``), and the V2 representation head
+    ``last_layer`` (:class:`pose.models.heads.HRNetV2Head`): the branches upsampled bilinearly
+    to 1/4 and concatenated (15 x widths[0] channels for HRNet's widths), conv1x1 + BN + ReLU,
+    then the 1x1 heatmap conv. Arguments as :class:`HRNet`; ``head`` is ``last_layer`` and reads
+    every branch.
+    """
+
+    last_stage_outputs_all_branches = True
+    head_reads_all_features = True
+
+    def _add_head(self, widths: tuple[int, ...], num_joints: int) -> None:
+        self.last_layer = HRNetV2Head(sum(widths), num_joints)
+
+    @property
+    def head(self) -> HRNetV2Head:
+        """``last_layer``: features [[N, widths[b], h/2^b, w/2^b]] -> heatmaps [N, K, h, w]."""
+        return self.last_layer
+
+    def forward_features(self, images: Tensor) -> list[Tensor]:
+        """Images [N, 3, H, W] -> all four branches [N, widths[b], H/4/2^b, W/4/2^b]."""
         return _hrnet_features(self, images)

@@ -205,3 +205,76 @@ def model_stats(name: str, input_hw: Sequence[int], num_joints: int = 17) -> Mod
     return ModelStats(model=name, input_hw=(int(height), int(width)), num_joints=num_joints,
                       params=count_parameters(model), macs=macs,
                       torchstat_flops=torchstat_flops)
+
+
+def pyramid_stats(name: str, input_hw: Sequence[int], levels: int = 5) -> ModelStats:
+    """Parameters and MACs of the HRNetV2p detection backbone ``hrnet_pyramid(name, levels)``
+    (HRNetV2 backbone + HRFPN neck; no detector heads), for one image of ``input_hw`` (height,
+    width) px. The row is named ``hrnetv2p_w<width>``; ``num_joints`` is 0 (not a pose model)."""
+    from pose.models.hrnet_pyramid import hrnet_pyramid
+
+    with torch.device("meta"):
+        model = hrnet_pyramid(name, levels=levels)
+    macs, torchstat_flops = count_ops(model, input_hw)
+    height, width = input_hw
+    return ModelStats(model=name.replace("hrnetv2_", "hrnetv2p_"),
+                      input_hw=(int(height), int(width)), num_joints=0,
+                      params=count_parameters(model), macs=macs, torchstat_flops=torchstat_flops)
+
+
+def faster_rcnn_parameters(name: str, num_classes: int = 81) -> int:
+    """Parameters of torchvision's Faster R-CNN on ``hrnet_pyramid(name)`` with its default RPN
+    and RoI heads (the layout of HRNet-Object-Detection's: 3 anchors per location, two 1024-wide
+    FC layers on 7x7 RoIs, class-specific boxes), ``num_classes`` including the background."""
+    from torchvision.models.detection import FasterRCNN
+
+    from pose.models.hrnet_pyramid import hrnet_pyramid
+
+    with torch.device("meta"):
+        detector = FasterRCNN(hrnet_pyramid(name), num_classes=num_classes)
+    return count_parameters(detector)
+
+
+@dataclass(frozen=True)
+class PublishedFigure:
+    """A published size and cost of an HRNetV2 / V2p model, with where it was printed.
+
+    What the figure counts: ``counts``; our corresponding measurement is made by
+    :func:`published_comparison`.
+    """
+
+    label: str
+    name: str  # our variant (hrnetv2_w18 / w32 / w48)
+    input_hw: tuple[int, int]
+    num_outputs: int  # segmentation classes, or detection classes incl. background
+    params_m: float  # #Params, millions, as printed
+    gflops: float  # GFLOPs as printed
+    source: str
+    counts: str
+
+
+V2_PUBLISHED = (
+    PublishedFigure(
+        "HRNetV2-W48 segmentation (Cityscapes)", "hrnetv2_w48", (1024, 2048), 19, 65.8, 696.2,
+        "HRNet-Semantic-Segmentation README (master and pytorch-v1.1 branches), Cityscapes table",
+        "the whole network (backbone + last_layer, 19 classes); GFLOPs = conv MACs / 2^30 from "
+        "its get_model_summary at the 1024x2048 test size"),
+    *(PublishedFigure(
+        f"Faster R-CNN + HRNetV2p-W{width} (COCO)", f"hrnetv2_w{width}", (800, 1280), 81,
+        params_m, gflops, "HRNet-Object-Detection README, Faster R-CNN table",
+        "the whole mmdetection detector (backbone, HRFPN, RPN, RoI heads; 81 classes); the "
+        "input size of its GFLOPs is not stated")
+      for width, params_m, gflops in ((18, 26.2, 159.1), (32, 45.0, 245.3), (48, 79.4, 399.1))),
+)
+
+
+def published_comparison(figure: PublishedFigure) -> tuple[int, float]:
+    """Our (parameters, HRNet GFLOPs) for what ``figure`` counts: the pose model with
+    ``num_outputs`` heatmaps (= the segmentation network) for a segmentation figure; for a
+    detector figure, torchvision's Faster R-CNN parameters and the pyramid backbone's GFLOPs at
+    ``input_hw`` (RPN and RoI-head cost depend on the proposals and are not counted)."""
+    if figure.label.startswith("Faster R-CNN"):
+        return (faster_rcnn_parameters(figure.name, figure.num_outputs),
+                pyramid_stats(figure.name, figure.input_hw).hrnet_gflops)
+    stats = model_stats(figure.name, figure.input_hw, num_joints=figure.num_outputs)
+    return stats.params, stats.hrnet_gflops
