@@ -110,7 +110,7 @@ def test_unusable_annotations_are_skipped_and_counted(coco_sample_dir, tmp_path)
 
     dataset = CocoKeypoints(root, SPLIT)
     assert dataset.skipped_annotations == {
-        "crowd": 1, "not_person": 1, "no_labelled_joints": 1, "degenerate_box": 5,
+        "crowd": 1, "other_category": 1, "no_labelled_joints": 1, "degenerate_box": 5,
     }
     assert len(dataset) == 2
     assert dataset.records[1]["box_xywh"] == [10.0, 20.0, 0.0, 49.0]
