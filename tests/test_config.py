@@ -10,7 +10,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from pose.config import merge_checkpoint_config, register_configs, resolve_device
+from pose.config import (
+    configured_num_joints,
+    merge_checkpoint_config,
+    register_configs,
+    resolve_device,
+)
 from pose.engine.precision import PRECISIONS
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -68,7 +73,8 @@ def test_presets_carry_official_recipe(experiment):
     recipe = OFFICIAL_RECIPES[experiment]
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.name == experiment
-    assert cfg.model.name == recipe.model and cfg.model.num_joints == recipe.num_joints
+    # The keypoint set gives the joint count (an MPII preset states it, in agreement).
+    assert cfg.model.name == recipe.model and configured_num_joints(cfg) == recipe.num_joints
     assert cfg.data.dataset == recipe.dataset
     assert list(cfg.data.image_size) == recipe.image_size
     assert list(cfg.data.heatmap_size) == recipe.heatmap_size
@@ -170,7 +176,8 @@ def test_demo_preset_runs_on_the_cpu_sized_model():
 
 
 class _CocoLikeDataset:
-    """What an evaluator reads off a COCO-format dataset: the parsed file and the keypoints."""
+    """What an evaluator reads off a COCO-format dataset: the parsed file, the keypoints and the
+    people of PCK and EPE (each annotation a person, predicted by the crop of the same index)."""
 
     def __init__(self, annotations: dict) -> None:
         from pose.data.keypoints import COCO_KEYPOINTS
@@ -178,6 +185,21 @@ class _CocoLikeDataset:
         self.annotations = annotations
         self.annotation_file = Path("person_keypoints_val.json")
         self.keypoints = COCO_KEYPOINTS
+        self.category_id = 1
+
+    def person_ground_truth(self):
+        import torch
+
+        from pose.evaluation.pck import PersonGroundTruth
+
+        people = self.annotations["annotations"]
+        keypoints = torch.tensor([person["keypoints"] for person in people],
+                                 dtype=torch.float64).reshape(len(people), -1, 3)
+        return PersonGroundTruth(
+            image_ids=torch.tensor([person["image_id"] for person in people]),
+            joints=keypoints[..., :2], labelled=keypoints[..., 2] > 0,
+            boxes=torch.tensor([person["bbox"] for person in people], dtype=torch.float64),
+            crop_person=torch.tensor([0, -1]))
 
 
 def test_eval_nms_reaches_the_evaluator():
@@ -210,6 +232,7 @@ def test_eval_nms_reaches_the_evaluator():
         evaluation = evaluator(predictions)
         counts[method] = len(evaluation.results)
         assert evaluation.metrics["AP"] == pytest.approx(1.0)  # the best pose is exact
+        assert evaluation.metrics["PCK@0.05"] == 1.0 and evaluation.metrics["EPE"] == 0.0
     assert counts == {"oks": 1, "soft_oks": 2, "none": 2}
     cfg.eval.nms = "greedy"
     with pytest.raises(ValueError, match="eval.nms='greedy' is not known"):

@@ -108,11 +108,14 @@ def evaluation_loader(dataset: Dataset, batch_size: int, context: DistributedCon
 
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation) -> None:
     """``results.json`` (COCO results format; for MPII, one entry per person) and
-    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent)."""
+    ``metrics.json`` (the evaluation's metrics: COCO's ten stats, PCK as fractions, EPE in
+    pixels, MPII's PCKh table in percent; and under ``metric`` the name of the one that ranks
+    checkpoints)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(evaluation.results))
-    (out_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(
+        json.dumps({**evaluation.metrics, "metric": evaluation.primary}, indent=2) + "\n")
 
 
 def evaluate_model(model: nn.Module, loader: DataLoader, evaluator: Evaluator,
