@@ -31,6 +31,8 @@ from pose.data.keypoints import (
     load_keypoint_spec,
     shipped_keypoint_sets,
 )
+from pose.evaluation import METRIC_NAMES
+from pose.evaluation.pck import PCK_NAMES
 from pose.losses import build_loss, per_joint_mse
 
 # The constants as pose/data/keypoints.py wrote them before the YAML files existed.
@@ -399,3 +401,130 @@ def test_joint_weights_scale_the_target_weights_as_the_official_code():
     assert not torch.equal(plain, expected)
     with pytest.raises(ValueError, match="set train.use_target_weight=true"):
         build_loss("mse", use_target_weight=False, joint_weights=weights)
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end: a 13-joint subset of COCO (no eyes or ears) on a converted copy of the COCO sample
+
+SUBSET = [name for name in COCO_KEYPOINTS.joint_names if not name.endswith(("_eye", "_ear"))]
+SUBSET_CATEGORY = 7
+
+
+def subset_rows(values: list, keep: list[int], width: int = 3) -> list:
+    return [value for index in keep for value in values[width * index:width * (index + 1)]]
+
+
+@pytest.fixture(scope="module")
+def subset_data(coco_sample_dir, tmp_path_factory) -> dict[str, Path]:
+    """The 13-joint set's YAML, the sample's json and detections converted to it (category 7),
+    and the sample's images (read where they are)."""
+    folder = tmp_path_factory.mktemp("coco13")
+    keep = [COCO_KEYPOINTS.joint_names.index(name) for name in SUBSET]
+    names = COCO_KEYPOINTS.joint_names
+    spec = {
+        "name": "coco13", "keypoints": SUBSET,
+        "flip_pairs": [[names[a], names[b]] for a, b in COCO_KEYPOINTS.flip_pairs
+                       if names[a] in SUBSET],
+        "skeleton": [[names[a], names[b]] for a, b in COCO_KEYPOINTS.skeleton
+                     if names[a] in SUBSET and names[b] in SUBSET],
+        "sigmas": [COCO_KEYPOINTS.oks_sigmas[index] for index in keep],
+        "upper_body": [name for name in SUBSET if "hip" not in name and "knee" not in name
+                       and "ankle" not in name],
+        "lower_body": [name for name in SUBSET if name.endswith(("hip", "knee", "ankle"))],
+    }
+    (folder / "coco13.yaml").write_text(yaml.safe_dump(spec))
+    annotations = json.loads((coco_sample_dir / "test_coco.json").read_text())
+    annotations["categories"] = [{"id": SUBSET_CATEGORY, "name": "person13",
+                                  "keypoints": SUBSET, "skeleton": []}]
+    for annotation in annotations["annotations"]:
+        annotation["category_id"] = SUBSET_CATEGORY
+        annotation["keypoints"] = subset_rows(annotation["keypoints"], keep)
+        annotation["num_keypoints"] = sum(1 for v in annotation["keypoints"][2::3] if v > 0)
+    (folder / "coco13.json").write_text(json.dumps(annotations))
+    detections = json.loads((coco_sample_dir / "test_coco_det_AP_H_56.json").read_text())
+    for detection in detections:
+        detection["category_id"] = SUBSET_CATEGORY
+    (folder / "detections13.json").write_text(json.dumps(detections))
+    return {"yaml": folder / "coco13.yaml", "json": folder / "coco13.json",
+            "detections": folder / "detections13.json", "images": coco_sample_dir,
+            "folder": folder}
+
+
+def ap_metrics(metrics: dict) -> dict:
+    return {name: metrics[name] for name in METRIC_NAMES}
+
+
+@pytest.fixture(scope="module")
+def subset_run(subset_data, run_module) -> Path:
+    run_dir = subset_data["folder"] / "run"
+    result = run_module(
+        "pose.train", "experiment=demo", f"data.keypoints={subset_data['yaml']}",
+        f"data.train_annotation_file={subset_data['json']}",
+        f"data.val_annotation_file={subset_data['json']}",
+        f"data.train_image_dir={subset_data['images']}",
+        f"data.val_image_dir={subset_data['images']}", "train.max_steps=2",
+        "train.batch_size=4", "data.num_workers=0", "device=cpu", "eval.num_visualize=0",
+        f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_13_joint_subset_trains_and_its_ap_equals_pycocotools(subset_run, subset_data,
+                                                               pycocotools_eval):
+    metrics = json.loads((subset_run / "metrics.json").read_text())
+    assert list(metrics) == [*METRIC_NAMES, *PCK_NAMES, "EPE", "metric"]
+    assert metrics["metric"] == "AP"
+    results = json.loads((subset_run / "results.json").read_text())
+    assert results and all(len(entry["keypoints"]) == 13 * 3 for entry in results)
+    assert {entry["category_id"] for entry in results} == {SUBSET_CATEGORY}
+    sigmas = load_keypoint_spec(subset_data["yaml"]).oks_sigmas
+    reference = pycocotools_eval(subset_data["json"], results, sigmas=sigmas).stats
+    assert dict(zip(METRIC_NAMES, reference.tolist())) == pytest.approx(ap_metrics(metrics),
+                                                                        abs=1e-12)
+    checkpoint = torch.load(subset_run / "best.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["config"]["model"]["num_joints"] == 13
+    # Not a shipped set: the checkpoint carries it whole.
+    assert checkpoint["config"]["data"]["keypoints"]["keypoints"] == SUBSET
+    assert checkpoint["model"]["final_layer.weight"].shape[0] == 13  # the model's heatmaps
+
+
+@pytest.mark.slow
+def test_the_subset_checkpoint_evaluates_with_detections_from_itself_alone(
+        subset_run, subset_data, run_module, pycocotools_eval):
+    out_dir = subset_run / "eval_det"
+    result = run_module("pose.eval", f"checkpoint={subset_run / 'best.pt'}",
+                        "eval.use_gt_boxes=false", f"eval.det_file={subset_data['detections']}",
+                        "eval.num_visualize=0", f"hydra.run.dir={out_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["misses"] >= 0 and "PCK@0.2" in metrics and "| misses" in result.stdout
+    results = json.loads((out_dir / "results.json").read_text())
+    sigmas = load_keypoint_spec(subset_data["yaml"]).oks_sigmas
+    reference = pycocotools_eval(subset_data["json"], results, sigmas=sigmas).stats
+    assert dict(zip(METRIC_NAMES, reference.tolist())) == pytest.approx(ap_metrics(metrics),
+                                                                        abs=1e-12)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_joint_count_is_refused(subset_run, coco_sample_dir, tmp_path,
+                                                        run_module):
+    result = run_module("pose.eval", f"checkpoint={subset_run / 'best.pt'}", "data.keypoints=coco",
+                        f"data.val_annotation_file={coco_sample_dir / 'test_coco.json'}",
+                        f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    assert (f"{subset_run / 'best.pt'} holds a model of 13 joints, but the keypoint set 'coco'"
+            in result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_preset_stating_another_joint_count_is_refused(subset_data, tmp_path, run_module):
+    result = run_module(
+        "pose.train", "experiment=demo", f"data.keypoints={subset_data['yaml']}",
+        "model.num_joints=17", f"data.train_annotation_file={subset_data['json']}",
+        f"data.train_image_dir={subset_data['images']}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert ("model.num_joints=17 disagrees with the keypoint set 'coco13'" in result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()
