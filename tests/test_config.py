@@ -96,7 +96,7 @@ def test_presets_carry_official_recipe(experiment):
 
 def test_every_official_preset_is_checked():
     presets = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
-    assert presets - {"demo"} == set(OFFICIAL_RECIPES)
+    assert presets - {"demo", "demo_quadruped"} == set(OFFICIAL_RECIPES)
 
 
 def test_default_experiment_is_hrnet_w32():
@@ -173,6 +173,16 @@ def test_demo_preset_runs_on_the_cpu_sized_model():
     assert all(size % 32 == 0 for size in cfg.data.image_size)
     assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)
     assert cfg.train.precision in PRECISIONS
+
+
+def test_the_quadruped_demo_reads_its_files_under_data_root():
+    cfg = compose_train("experiment=demo_quadruped", "data.root=/some/where")
+    assert cfg.data.keypoints == "quadruped" and cfg.model.num_joints is None
+    assert cfg.data.train_annotation_file == (
+        "/some/where/annotations/quadruped_keypoints_train2017.json")
+    assert cfg.data.val_image_dir == "/some/where/val2017"
+    assert all(size % 32 == 0 for size in cfg.data.image_size)
+    assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)
 
 
 class _CocoLikeDataset:
