@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo
 SMOKE_DATA := data/smoke
 
-.PHONY: install demo test test-fast test-avx2 smoke stats lint clean
+.PHONY: install demo demo-quadruped test test-fast test-avx2 smoke stats lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --data $(DEMO_DATA)
+
+# The embedded non-human example: quadrupeds in AP-10K's layout (conf/keypoints/quadruped.yaml).
+demo-quadruped: $(STAMP)
+	$(PY) scripts/demo.py --subject quadruped --data data/demo_quadruped
 
 test: $(STAMP)
 	$(PY) -m pytest -q

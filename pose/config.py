@@ -7,26 +7,42 @@ only places that read a config: everything they build takes plain arguments.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints, TopDownDataset
-from pose.data.keypoints import KEYPOINT_SPECS, KeypointSpec
+from pose.data.keypoints import (
+    KEYPOINT_SPECS,
+    KeypointSpec,
+    keypoint_spec_from_dict,
+    load_keypoint_spec,
+    shipped_keypoint_sets,
+)
 from pose.data.transforms import CODECS
 from pose.evaluation.decode import POST_PROCESSES, DecodeSettings, default_shift_heatmap
-from pose.evaluation.evaluators import EvaluationSettings, Evaluator, evaluator_for
+from pose.evaluation.evaluators import (
+    EvaluationSettings,
+    Evaluator,
+    MpiiEvaluator,
+    coco_metric_names,
+    default_metric,
+    evaluator_for,
+    ranking_metric,
+)
 from pose.evaluation.nms import NMS_METHODS
 
 
 @dataclass
 class ModelConfig:
     name: str = "hrnet_w32"  # a name from pose.models.list_models()
-    num_joints: int = 17
+    # The keypoint set gives it (data.keypoints); a preset that states it must agree.
+    num_joints: int | None = None
     # pose.train: backbone weights to start from (an official HRNet ImageNet checkpoint, a local
     # file; the pose head stays initialised). None: train from the random initialisation.
     pretrained: str | None = None
@@ -40,10 +56,24 @@ class DataConfig(AugmentationParams):
     ``half_body_min_joints``, colour jitter ``brightness``/``contrast``/``saturation`` and their
     ``*_prob``), official HRNet COCO values by default."""
 
-    dataset: str = "coco"  # keypoint layout and dataset format: "coco" or "mpii"
+    # The dataset format and its evaluation: "coco" (any COCO-format keypoint json: PCK, EPE,
+    # and COCO AP when the keypoint set has sigmas) or "mpii" (HRNet's MPII json: PCKh, EPE).
+    dataset: str = "coco"
+    # The keypoint set: a name from conf/keypoints/ or the path of a YAML file of one (a mapping
+    # of its keys in a checkpoint's config). None: COCO format, the set with the json's
+    # category's keypoint names (a shipped one, or one built from the category); MPII: mpii.
+    keypoints: Any = None
     root: str = "data/coco"  # dataset folder, layout in data/README.md
     train_split: str = "train2017"
     val_split: str = "val2017"
+    # COCO format: the annotation jsons and image folders (a file_name is relative to its image
+    # folder). None: <root>/annotations/person_keypoints_<split>.json and <root>/<split>/ (or
+    # <root>/images/<split>/).
+    train_annotation_file: str | None = None
+    val_annotation_file: str | None = None
+    train_image_dir: str | None = None
+    val_image_dir: str | None = None
+    category_id: int | None = None  # COCO format: the category (None: the one with keypoints)
     image_size: list[int] = field(default_factory=lambda: [192, 256])  # network input (w, h), px
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
     sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
@@ -126,6 +156,9 @@ class EvalConfig:
     nms: str = "oks"
     oks_nms_threshold: float = 0.9
     num_visualize: int = 8  # val images drawn with predicted skeletons (0: none)
+    # The metric that picks best.pt (highest wins), recorded in metrics.json. None: AP for a
+    # COCO-format set with OKS sigmas, PCK@0.2 for one without, Mean (PCKh) for MPII.
+    metric: str | None = None
 
 
 @dataclass
@@ -177,16 +210,93 @@ def resolve_device(name: str) -> torch.device:
                          "cuda:N") from error
 
 
+def configured_keypoint_spec(data: DataConfig | DictConfig) -> KeypointSpec | None:
+    """The set ``data.keypoints`` names (a shipped name, a YAML path, or a mapping of the YAML
+    keys as a checkpoint's config records it); None when it is not given."""
+    setting = data.keypoints
+    if setting is None:
+        return None
+    if isinstance(setting, (Mapping, DictConfig)):
+        plain = OmegaConf.to_container(setting) if isinstance(setting, DictConfig) else setting
+        return keypoint_spec_from_dict(plain, "data.keypoints")
+    return load_keypoint_spec(str(setting))
+
+
 def keypoint_spec(data: DataConfig | DictConfig) -> KeypointSpec:
+    """The configured keypoint set (``data.keypoints``), else the default set of the kind of
+    data (COCO's 17, MPII's 16). A COCO-format dataset without ``data.keypoints`` takes its set
+    from its json instead (``dataset.keypoints``; :func:`record_keypoints` writes it into the
+    config of a training run, so a checkpoint's config names its set)."""
     if data.dataset not in KEYPOINT_SPECS:
         raise ValueError(f"data.dataset={data.dataset!r} is not known: expected one of "
                          f"{sorted(KEYPOINT_SPECS)}")
-    return KEYPOINT_SPECS[data.dataset]
+    return configured_keypoint_spec(data) or KEYPOINT_SPECS[data.dataset]
+
+
+def configured_num_joints(cfg: Config | DictConfig) -> int:
+    """``model.num_joints``, or the keypoint set's count when it is not given."""
+    if cfg.model.num_joints is not None:
+        return cfg.model.num_joints
+    return keypoint_spec(cfg.data).num_joints
+
+
+def record_keypoints(cfg: DictConfig, keypoints: KeypointSpec,
+                     checkpoint: str | None = None) -> None:
+    """Fix the run's keypoint set in ``cfg``: ``model.num_joints`` becomes the set's count and
+    ``data.keypoints`` the set (a shipped set by name, another as the mapping of its keys).
+
+    Raises:
+        ValueError: ``model.num_joints`` (from a preset, or from ``checkpoint``'s config)
+            differs from the set's keypoint count.
+    """
+    stated = cfg.model.num_joints
+    if stated is not None and stated != keypoints.num_joints:
+        described = f"the keypoint set {keypoints.name!r}" + (
+            f" ({keypoints.source})" if keypoints.source else "")
+        if checkpoint is not None:
+            raise ValueError(f"{checkpoint} holds a model of {stated} joints, but "
+                             f"{described} has {keypoints.num_joints}")
+        raise ValueError(f"model.num_joints={stated} disagrees with {described}, which has "
+                         f"{keypoints.num_joints} keypoints; leave model.num_joints out: the "
+                         "set gives it")
+    cfg.model.num_joints = keypoints.num_joints
+    shipped = (keypoints.name in shipped_keypoint_sets()
+               and load_keypoint_spec(keypoints.name) == keypoints)
+    cfg.data.keypoints = keypoints.name if shipped else keypoints.to_dict()
+
+
+def evaluation_metric(cfg: Config | DictConfig, keypoints: KeypointSpec) -> str:
+    """The metric that picks best.pt: ``eval.metric`` checked against what the evaluation of
+    ``keypoints`` reports, or the default of the kind of data."""
+    has_sigmas = keypoints.oks_sigmas is not None
+    if cfg.data.dataset == "mpii":
+        names = MpiiEvaluator.names
+    else:
+        names = coco_metric_names(has_sigmas, detections=not cfg.eval.use_gt_boxes)
+    return ranking_metric(cfg.eval.metric, names, default_metric(cfg.data.dataset, has_sigmas))
+
+
+def _mpii_keypoints(data: DataConfig | DictConfig) -> KeypointSpec:
+    """MPII's set, or the configured one if it has MPII's joint names (PCKh needs them)."""
+    keypoints = configured_keypoint_spec(data) or KEYPOINT_SPECS["mpii"]
+    if keypoints.joint_names != KEYPOINT_SPECS["mpii"].joint_names:
+        raise ValueError(f"data.dataset=mpii is scored with PCKh on MPII's 16 joints, but the "
+                         f"keypoint set {keypoints.name!r} ({keypoints.source}) has other "
+                         "keypoints: use data.keypoints=mpii, or a COCO-format dataset")
+    for key in ("train_annotation_file", "val_annotation_file", "train_image_dir",
+                "val_image_dir", "category_id"):
+        if getattr(data, key, None) is not None:
+            raise ValueError(f"data.{key} is for COCO-format datasets; MPII's files are found "
+                             "under data.root (data/README.md)")
+    return keypoints
 
 
 def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | None = None,
-                  det_score_threshold: float = 0.0, seed: int = 0) -> TopDownDataset:
-    """The train or val split of the configured dataset (COCO, or MPII in HRNet's json layout)."""
+                  det_score_threshold: float = 0.0, seed: int = 0,
+                  keypoints: KeypointSpec | None = None) -> TopDownDataset:
+    """The train or val split of the configured dataset (COCO format, or MPII in HRNet's json
+    layout), with the keypoint set ``keypoints`` (None: ``data.keypoints``; without it a
+    COCO-format dataset's json decides)."""
     if data.dataset not in ("coco", "mpii"):
         raise ValueError(f"data.dataset={data.dataset!r} is not known: expected 'coco' or "
                          "'mpii'")
@@ -209,14 +319,19 @@ def build_dataset(data: DataConfig | DictConfig, train: bool, det_file: str | No
         return MpiiKeypoints(
             root=data.root, split=split,
             image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
-            sigma=data.sigma, train=train, keypoints=keypoint_spec(data),
+            sigma=data.sigma, train=train, keypoints=keypoints or _mpii_keypoints(data),
             augmentation=augmentation, seed=seed, **loading)
+    stage = "train" if train else "val"
     return CocoKeypoints(
         root=data.root, split=split,
         image_size=tuple(data.image_size), heatmap_size=tuple(data.heatmap_size),
         sigma=data.sigma, train=train, det_file=det_file,
-        keypoints=keypoint_spec(data), augmentation=augmentation,
-        det_score_threshold=det_score_threshold, seed=seed, **loading)
+        keypoints=keypoints or configured_keypoint_spec(data), augmentation=augmentation,
+        det_score_threshold=det_score_threshold, seed=seed,
+        annotation_file=getattr(data, f"{stage}_annotation_file", None),
+        image_dir=getattr(data, f"{stage}_image_dir", None),
+        category_id=getattr(data, "category_id", None),
+        **loading)
 
 
 def check_eval_config(eval_cfg: EvalConfig | DictConfig, codec: str) -> None:
@@ -237,13 +352,17 @@ def check_eval_config(eval_cfg: EvalConfig | DictConfig, codec: str) -> None:
                          f"{', '.join(NMS_METHODS)}")
 
 
-def decode_settings(cfg: Config | DictConfig) -> DecodeSettings:
-    """How the evaluation turns heatmaps into keypoints (``eval.*`` and the target sigma)."""
+def decode_settings(cfg: Config | DictConfig,
+                    keypoints: KeypointSpec | None = None) -> DecodeSettings:
+    """How the evaluation turns heatmaps into keypoints (``eval.*``, the target sigma, the flip
+    pairs of ``keypoints``, by default those of :func:`keypoint_spec`). ``eval.shift_heatmap``
+    unset: the decoding's own default (no shift under UDP)."""
+    keypoints = keypoints or keypoint_spec(cfg.data)
     shift_heatmap = cfg.eval.shift_heatmap
     if shift_heatmap is None:
         shift_heatmap = default_shift_heatmap(cfg.eval.post_process)
     return DecodeSettings(
-        flip_pairs=keypoint_spec(cfg.data).flip_pairs, flip_test=cfg.eval.flip_test,
+        flip_pairs=keypoints.flip_pairs, flip_test=cfg.eval.flip_test,
         shift_heatmap=shift_heatmap, post_process=cfg.eval.post_process, sigma=cfg.data.sigma)
 
 
@@ -252,11 +371,13 @@ def build_evaluator(cfg: Config | DictConfig, dataset: TopDownDataset,
     """The evaluator of ``dataset``, chosen by the kind of data (``data.dataset``)."""
     settings = EvaluationSettings(
         visibility_threshold=cfg.eval.visibility_threshold, nms=cfg.eval.nms,
-        nms_threshold=cfg.eval.oks_nms_threshold, device=device)
+        nms_threshold=cfg.eval.oks_nms_threshold, device=device,
+        metric=getattr(cfg.eval, "metric", None))
     return evaluator_for(cfg.data.dataset, dataset, settings)
 
 
-def build_val_dataset(cfg: Config | DictConfig) -> TopDownDataset:
+def build_val_dataset(cfg: Config | DictConfig,
+                      keypoints: KeypointSpec | None = None) -> TopDownDataset:
     """Val crops from GT boxes or, with ``eval.use_gt_boxes=false``, from ``eval.det_file``."""
     det_file = None
     if not cfg.eval.use_gt_boxes:
@@ -265,7 +386,8 @@ def build_val_dataset(cfg: Config | DictConfig) -> TopDownDataset:
                              "person boxes>")
         det_file = cfg.eval.det_file
     return build_dataset(cfg.data, train=False, det_file=det_file,
-                         det_score_threshold=cfg.eval.det_score_threshold, seed=cfg.seed)
+                         det_score_threshold=cfg.eval.det_score_threshold, seed=cfg.seed,
+                         keypoints=keypoints)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
@@ -312,7 +434,7 @@ def check_foreign_checkpoint_config(checkpoint: str, overrides: list[str]) -> No
             f"{checkpoint} is not a pose checkpoint (official HRNet / Lite-HRNet or mmpose "
             "weights?), so it carries no config: say which model it holds with model=<name> "
             f"(one of {', '.join(list_models())}) or experiment=<name>, and the data with "
-            "data.root=... (and model.num_joints=, data.image_size=, ... where they differ "
+            "data.root=... (and data.keypoints=, data.image_size=, ... where they differ "
             "from the defaults)")
 
 
@@ -341,7 +463,7 @@ def model_from_checkpoint(cfg: DictConfig, checkpoint: Any, ours: bool) -> tuple
     from pose.models import create_model, load_pretrained
     from pose.models.weights import evaluation_weights, load_model_weights
 
-    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    model = create_model(cfg.model.name, num_joints=configured_num_joints(cfg))
     if not ours:
         load_pretrained(model, checkpoint, source=cfg.checkpoint, model_name=cfg.model.name)
         return model, f"the weights of {cfg.checkpoint}"

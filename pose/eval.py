@@ -29,8 +29,8 @@ from pose.config import (
     check_eval_config,
     checkpoint_config,
     decode_settings,
-    keypoint_spec,
     model_from_checkpoint,
+    record_keypoints,
     register_configs,
     resolve_device,
     run_reporting_errors,
@@ -87,12 +87,14 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
     device = context.device
     check_eval_config(cfg.eval, cfg.data.codec)
 
+    dataset = build_val_dataset(cfg)
+    # The model's joint count is the set's; a checkpoint of another count is refused.
+    record_keypoints(cfg, dataset.keypoints, checkpoint=cfg.checkpoint if ours else None)
     model, weights = model_from_checkpoint(cfg, checkpoint, ours)
     logger.info("evaluating %s", weights)
     model.to(device)
     if use_channels_last(cfg.train.channels_last, device):
         model.to(memory_format=torch.channels_last)
-    dataset = build_val_dataset(cfg)
     loader = evaluation_loader(dataset, cfg.eval.batch_size, context, cfg.data.num_workers)
     boxes = "GT boxes" if cfg.eval.use_gt_boxes else f"detections from {cfg.eval.det_file}"
     logger.info("evaluating %s (%s) on %s/%s, %d crops from %s, flip test %s, %d process%s",
@@ -101,13 +103,14 @@ def run_evaluation(cfg: DictConfig, checkpoint: Any, ours: bool,
                 "es" if context.enabled else "")
     evaluator = build_evaluator(cfg, dataset, device) if context.is_main else None
     run_folder.keep()  # evaluating starts: what the run writes from here stays
-    evaluation = evaluate_model(model, loader, evaluator, decode_settings(cfg), context, out_dir)
+    evaluation = evaluate_model(model, loader, evaluator, decode_settings(cfg, dataset.keypoints),
+                                context, out_dir)
     if evaluation is None:  # not rank 0
         return {}
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     if cfg.eval.num_visualize > 0:
         picture = save_prediction_grid(dataset, evaluation.results, out_dir / "predictions.jpg",
-                                       skeleton=keypoint_spec(cfg.data).skeleton,
+                                       skeleton=dataset.keypoints.skeleton,
                                        num_images=cfg.eval.num_visualize,
                                        score_threshold=cfg.eval.visibility_threshold)
         logger.info("predicted skeletons on val images: %s", picture)

@@ -6,10 +6,34 @@ Shapes: predicted and target heatmaps are [N, K, H, W]; target weights are [N, K
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 LOSS_NAMES = ("mse", "ohkm")
+
+
+class JointWeighted(nn.Module):
+    """A heatmap loss whose target weights are scaled per joint by ``joint_weights`` [K] (the
+    official HRNet's ``use_different_joints_weight``: ``target_weight * joints_weight``)."""
+
+    def __init__(self, loss: nn.Module, joint_weights: Sequence[float]) -> None:
+        super().__init__()
+        self.loss = loss
+        self.register_buffer("joint_weights", torch.tensor(joint_weights, dtype=torch.float32),
+                             persistent=False)
+
+    def forward(
+        self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor
+    ) -> torch.Tensor:
+        """The wrapped loss with ``target_weight`` [N, K] or [N, K, 1] scaled per joint."""
+        if target_weight.shape[1] != self.joint_weights.shape[0]:
+            raise ValueError(f"{self.joint_weights.shape[0]} joint weights for "
+                             f"{target_weight.shape[1]} joints")
+        scale = self.joint_weights.to(target_weight.device, target_weight.dtype)
+        scale = scale.reshape(1, -1, *([1] * (target_weight.dim() - 2)))
+        return self.loss(output, target, target_weight * scale)
 
 
 def per_joint_mse(
@@ -93,11 +117,22 @@ class JointsOHKMMSELoss(nn.Module):
         return (hardest.sum(dim=1) / self.topk).mean()
 
 
-def build_loss(name: str, use_target_weight: bool = True, topk: int = 8) -> nn.Module:
+def build_loss(name: str, use_target_weight: bool = True, topk: int = 8,
+               joint_weights: Sequence[float] | None = None) -> nn.Module:
     """The heatmap loss called ``name``: "mse" (:class:`JointsMSELoss`, what the official training
-    always uses) or "ohkm" (:class:`JointsOHKMMSELoss` with ``topk``)."""
+    always uses) or "ohkm" (:class:`JointsOHKMMSELoss` with ``topk``), with the target weights
+    scaled by ``joint_weights`` [K] when given (:class:`JointWeighted`; they act through the
+    target weights, so they need ``use_target_weight``)."""
     if name == "mse":
-        return JointsMSELoss(use_target_weight=use_target_weight)
-    if name == "ohkm":
-        return JointsOHKMMSELoss(use_target_weight=use_target_weight, topk=topk)
-    raise ValueError(f"unknown loss {name!r}; expected one of {list(LOSS_NAMES)}")
+        loss: nn.Module = JointsMSELoss(use_target_weight=use_target_weight)
+    elif name == "ohkm":
+        loss = JointsOHKMMSELoss(use_target_weight=use_target_weight, topk=topk)
+    else:
+        raise ValueError(f"unknown loss {name!r}; expected one of {list(LOSS_NAMES)}")
+    if joint_weights is None:
+        return loss
+    if not use_target_weight:
+        raise ValueError("the keypoint set's joint_weights scale the target weights, as the "
+                         "official use_different_joints_weight does: set "
+                         "train.use_target_weight=true")
+    return JointWeighted(loss, joint_weights)

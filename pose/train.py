@@ -23,7 +23,8 @@ from pose.config import (
     build_val_dataset,
     check_eval_config,
     decode_settings,
-    keypoint_spec,
+    evaluation_metric,
+    record_keypoints,
     register_configs,
     resolve_device,
     run_reporting_errors,
@@ -48,7 +49,6 @@ from pose.engine.optim import build_optimizer, build_scheduler
 from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
 from pose.engine.run_dir import RunFolder
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
-from pose.evaluation.evaluators import EVALUATORS
 from pose.losses import build_loss
 from pose.models import create_model, load_backbone_weights
 
@@ -106,7 +106,8 @@ def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: T
                                 warmup_ratio=cfg.train.warmup_ratio)
     return TrainParts(
         model, build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
-                          topk=cfg.train.ohkm_topk),
+                          topk=cfg.train.ohkm_topk,
+                          joint_weights=train_set.keypoints.joint_weights),
         optimizer, scheduler, train_model=train_model,
         grad_scaler=grad_scaler_for(autocast_dtype(cfg.train.precision, context.device),
                                     context.device),
@@ -133,7 +134,7 @@ def log_image_hook(cfg: DictConfig, val_set: TopDownDataset, device: torch.devic
     crops = [val_set[index * len(val_set) // count] for index in range(count)]  # spread out
     return partial(prediction_pictures, images=torch.stack([crop["image"] for crop in crops]),
                    joints=torch.stack([crop["joints"] for crop in crops]),
-                   skeleton=keypoint_spec(cfg.data).skeleton, device=device, mean=IMAGENET_MEAN,
+                   skeleton=val_set.keypoints.skeleton, device=device, mean=IMAGENET_MEAN,
                    std=IMAGENET_STD)
 
 
@@ -141,8 +142,6 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
     run_dir, resume_path = prepare_run_dir(cfg, context, run_folder)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_path is None or not (run_dir / "config.yaml").exists():
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     logger = setup_logging(run_dir, is_main=context.is_main)
     seed_everything(cfg.seed)
     device = context.device
@@ -152,7 +151,14 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
                 autocast_dtype(cfg.train.precision, device) or "off", OmegaConf.to_yaml(cfg))
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
-    val_set = build_val_dataset(cfg)
+    # The set (and so the model's joint count) is fixed in the config before it is written.
+    record_keypoints(cfg, train_set.keypoints)
+    best_metric = evaluation_metric(cfg, train_set.keypoints)
+    logger.info("keypoint set %s (%d keypoints); best.pt by %s", train_set.keypoints.name,
+                train_set.keypoints.num_joints, best_metric)
+    if context.is_main and (resume_path is None or not (run_dir / "config.yaml").exists()):
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    val_set = build_val_dataset(cfg, keypoints=train_set.keypoints)
     sampler = ResumableSampler(train_set, num_replicas=context.world_size, rank=context.rank,
                                seed=cfg.seed)
     train_loader = build_loader(train_set, cfg.train.batch_size, sampler=sampler, seed=cfg.seed,
@@ -163,7 +169,7 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
     logger.info("train: %d people, val: %d people", len(train_set), len(val_set))
     logger.info("annotations not used for training: %s", train_set.skipped_annotations)
     evaluator = build_evaluator(cfg, val_set, device) if context.is_main else None
-    decoding = decode_settings(cfg)
+    decoding = decode_settings(cfg, train_set.keypoints)
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         # Every rank predicts its share; rank 0 scores, writes, and tells the others.
@@ -172,7 +178,6 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
             logger.info("evaluation on %s:\n%s", cfg.data.val_split, evaluation.table())
         return broadcast_object(None if evaluation is None else evaluation.metrics)
 
-    best_metric = EVALUATORS[cfg.data.dataset].primary
     parts = build_train_parts(cfg, context, train_set, from_scratch=resume_path is None)
     resume = None
     if resume_path is not None:

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from pose.config import build_dataset, register_configs, resolve_device
+from pose.config import build_dataset, configured_num_joints, register_configs, resolve_device
 from pose.data import collate_skip_none
 from pose.engine.distributed import DistributedContext, ResumableSampler
 from pose.engine.logger import StepLogger
@@ -81,7 +81,8 @@ def measure(args: argparse.Namespace) -> dict:
     cfg = preset(args.experiment, [f"data.root={args.data}"] if args.data else [])
     precision, channels_last, compile_model = MODES[args.mode]
     torch.manual_seed(0)
-    model = create_model(cfg.model.name, num_joints=cfg.model.num_joints)
+    num_joints = configured_num_joints(cfg)
+    model = create_model(cfg.model.name, num_joints=num_joints)
     context = DistributedContext(device=device)
     train_model = prepare_model(model, context, channels_last=channels_last,
                                 compile_model=compile_model)
@@ -95,9 +96,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     if args.data is None:  # the same random batch again and again
         batch = {"image": torch.randn(batch_size, 3, height, width),
-                 "target": torch.rand(batch_size, cfg.model.num_joints, heatmap_height,
-                                      heatmap_width),
-                 "target_weight": torch.ones(batch_size, cfg.model.num_joints)}
+                 "target": torch.rand(batch_size, num_joints, heatmap_height, heatmap_width),
+                 "target_weight": torch.ones(batch_size, num_joints)}
         if device.type == "cuda":  # as the real loader's pin_memory=True gives it
             batch = {name: value.pin_memory() for name, value in batch.items()}
         stream = itertools.repeat(batch)

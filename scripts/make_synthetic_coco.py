@@ -1,8 +1,10 @@
-"""Generate the embedded synthetic COCO person-keypoints dataset (see pose/synthetic/).
+"""Generate an embedded synthetic COCO-format keypoint dataset (see pose/synthetic/): people
+(COCO's 17 keypoints), or ``--subject quadruped`` (AP-10K's 17, conf/keypoints/quadruped.yaml).
 
 Example::
 
     python scripts/make_synthetic_coco.py --out data/demo --num-train 2000 --num-val 300
+    python scripts/make_synthetic_coco.py --out data/demo_quadruped --subject quadruped
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 import time
 
-from pose.synthetic import generate_coco_dataset
+from pose.synthetic import SUBJECTS, generate_coco_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,19 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--width", type=int, default=320, help="image width in pixels")
     parser.add_argument("--height", type=int, default=320, help="image height in pixels")
+    parser.add_argument("--subject", choices=sorted(SUBJECTS), default="person",
+                        help="what the images show")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         summary = generate_coco_dataset(
             args.out, num_train_images=args.num_train, num_val_images=args.num_val,
-            seed=args.seed, image_size=(args.width, args.height),
+            seed=args.seed, image_size=(args.width, args.height), subject=args.subject,
         )
     except (FileExistsError, ValueError) as error:
         print(f"make_synthetic_coco: {error}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
-    print(f"wrote {summary['train_images']} train images ({summary['train_people']} people) and "
-          f"{summary['val_images']} val images ({summary['val_people']} people, "
+    print(f"wrote {summary['train_images']} train images ({summary['train_people']} figures) and "
+          f"{summary['val_images']} val images ({summary['val_people']} figures, "
           f"{summary['val_detections']} detection boxes) to {summary['root']} in {seconds:.1f} s")
     for key in ("train_annotations", "val_annotations", "val_detections_file"):
         print(f"  {key}: {summary[key]}")

@@ -21,7 +21,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
-from pose.config import build_dataset, keypoint_spec, register_configs, run_reporting_errors
+from pose.config import build_dataset, register_configs, run_reporting_errors
 from pose.data import collate_skip_none
 from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from pose.visualize import tile_grid, training_sample_tiles
@@ -46,7 +46,7 @@ def show_batch(overrides: list[str], out: Path, num: int, epoch: int, columns: i
     transform = dataset.batch_transform()
     if transform is not None:
         batch = transform(batch)
-    skeleton = keypoint_spec(cfg.data).skeleton
+    skeleton = dataset.keypoints.skeleton
     tiles = [
         training_sample_tiles(batch["image"][i].numpy(), batch["joints"][i].numpy(),
                               batch["target"][i].numpy(), batch["target_weight"][i].numpy(),

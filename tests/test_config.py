@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from pose.config import (
     check_eval_config,
+    configured_num_joints,
     decode_settings,
     merge_checkpoint_config,
     register_configs,
@@ -107,7 +108,8 @@ def test_presets_carry_official_recipe(experiment):
     recipe = OFFICIAL_RECIPES[experiment]
     cfg = compose_train(f"experiment={experiment}")
     assert cfg.name == experiment
-    assert cfg.model.name == recipe.model and cfg.model.num_joints == recipe.num_joints
+    # The keypoint set gives the joint count (an MPII preset states it, in agreement).
+    assert cfg.model.name == recipe.model and configured_num_joints(cfg) == recipe.num_joints
     assert cfg.data.dataset == recipe.dataset
     assert list(cfg.data.image_size) == recipe.image_size
     assert list(cfg.data.heatmap_size) == recipe.heatmap_size
@@ -130,7 +132,7 @@ def test_presets_carry_official_recipe(experiment):
 
 def test_every_official_preset_is_checked():
     presets = {path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml")}
-    assert presets - {"demo"} == set(OFFICIAL_RECIPES) | set(UDP_RECIPES)
+    assert presets - {"demo", "demo_quadruped"} == set(OFFICIAL_RECIPES) | set(UDP_RECIPES)
 
 
 def test_default_experiment_is_hrnet_w32():
@@ -209,8 +211,19 @@ def test_demo_preset_runs_on_the_cpu_sized_model():
     assert cfg.train.precision in PRECISIONS
 
 
+def test_the_quadruped_demo_reads_its_files_under_data_root():
+    cfg = compose_train("experiment=demo_quadruped", "data.root=/some/where")
+    assert cfg.data.keypoints == "quadruped" and cfg.model.num_joints is None
+    assert cfg.data.train_annotation_file == (
+        "/some/where/annotations/quadruped_keypoints_train2017.json")
+    assert cfg.data.val_image_dir == "/some/where/val2017"
+    assert all(size % 32 == 0 for size in cfg.data.image_size)
+    assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)
+
+
 class _CocoLikeDataset:
-    """What an evaluator reads off a COCO-format dataset: the parsed file and the keypoints."""
+    """What an evaluator reads off a COCO-format dataset: the parsed file, the keypoints and the
+    people of PCK and EPE (each annotation a person, predicted by the crop of the same index)."""
 
     def __init__(self, annotations: dict) -> None:
         from pose.data.keypoints import COCO_KEYPOINTS
@@ -218,6 +231,21 @@ class _CocoLikeDataset:
         self.annotations = annotations
         self.annotation_file = Path("person_keypoints_val.json")
         self.keypoints = COCO_KEYPOINTS
+        self.category_id = 1
+
+    def person_ground_truth(self):
+        import torch
+
+        from pose.evaluation.pck import PersonGroundTruth
+
+        people = self.annotations["annotations"]
+        keypoints = torch.tensor([person["keypoints"] for person in people],
+                                 dtype=torch.float64).reshape(len(people), -1, 3)
+        return PersonGroundTruth(
+            image_ids=torch.tensor([person["image_id"] for person in people]),
+            joints=keypoints[..., :2], labelled=keypoints[..., 2] > 0,
+            boxes=torch.tensor([person["bbox"] for person in people], dtype=torch.float64),
+            crop_person=torch.tensor([0, -1]))
 
 
 def test_eval_nms_reaches_the_evaluator():
@@ -250,6 +278,7 @@ def test_eval_nms_reaches_the_evaluator():
         evaluation = evaluator(predictions)
         counts[method] = len(evaluation.results)
         assert evaluation.metrics["AP"] == pytest.approx(1.0)  # the best pose is exact
+        assert evaluation.metrics["PCK@0.05"] == 1.0 and evaluation.metrics["EPE"] == 0.0
     assert counts == {"oks": 1, "soft_oks": 2, "none": 2}
     cfg.eval.nms = "greedy"
     with pytest.raises(ValueError, match="eval.nms='greedy' is not known"):

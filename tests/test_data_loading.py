@@ -111,7 +111,7 @@ def test_unusable_annotations_are_skipped_and_counted(coco_sample_dir, tmp_path)
 
     dataset = CocoKeypoints(root, SPLIT)
     assert dataset.skipped_annotations == {
-        "crowd": 1, "not_person": 1, "no_labelled_joints": 1, "degenerate_box": 5,
+        "crowd": 1, "other_category": 1, "no_labelled_joints": 1, "degenerate_box": 5,
         "unknown_image": 1,
     }
     assert len(dataset) == 2

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from pose.data import CocoKeypoints, MpiiKeypoints
+from pose.data.keypoints import COCO_KEYPOINTS
 from pose.evaluation.coco_eval import evaluate_coco_keypoints, load_coco_keypoint_ground_truth
 
 USER_ERRORS = (OSError, ValueError)  # what pose.config.run_reporting_errors prints as one line
@@ -43,7 +44,8 @@ def coco_file() -> dict:
                        {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}],
             "annotations": [{**annotation, "id": 1, "image_id": 1, "bbox": [10, 10, 30, 40]},
                             {**annotation, "id": 2, "image_id": 2, "bbox": [20, 10, 30, 40]}],
-            "categories": [{"id": 1, "name": "person", "keypoints": ["joint"] * 17}]}
+            "categories": [{"id": 1, "name": "person",
+                            "keypoints": list(COCO_KEYPOINTS.joint_names)}]}
 
 
 def changed(entry: dict, **changes) -> dict:
@@ -129,7 +131,7 @@ GROUND_TRUTH_CASES = {
     "area_negative": (annotation(area=-5.0), DEGENERATE, EVALUATED),
     "area_nan": (annotation(area=NAN), DEGENERATE, "error:non-finite area"),
     "iscrowd_string": (annotation(iscrowd="no"), "skip:crowd", "error:has iscrowd 'no'"),
-    "category_id_string": (annotation(category_id="person"), "skip:not_person", EVALUATED),
+    "category_id_string": (annotation(category_id="person"), "skip:other_category", EVALUATED),
     "image_id_unknown": (annotation(image_id=99), "skip:unknown_image", EVALUATED),
     "image_id_string": (annotation(image_id="1"), "skip:unknown_image", EVALUATED),
     "image_id_null": (annotation(image_id=None), "skip:unknown_image", EVALUATED),
@@ -252,7 +254,7 @@ DETECTION_CASES = {
     "score_nan": (detection(score=NAN), NOT_A_DETECTION),
     "score_null": (detection(score=None), NOT_A_DETECTION),
     "score_below_threshold": (detection(score=0.01), "skip:below_score_threshold"),
-    "category_id_string": (detection(category_id="person"), "skip:not_person"),
+    "category_id_string": (detection(category_id="person"), "skip:other_category"),
     "image_id_unknown": (detection(image_id=99), "error:refers to image_id 99, which is not in"),
     "image_id_string": (detection(image_id="1"), "error:refers to image_id '1'"),
     "image_id_list": (detection(image_id=[1]), NOT_A_DETECTION),

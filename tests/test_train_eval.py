@@ -9,6 +9,10 @@ import pytest
 import torch
 
 from pose.evaluation import METRIC_NAMES
+from pose.evaluation.pck import PCK_NAMES
+
+# metrics.json: COCO AP's ten stats (the set has sigmas), PCK, EPE, and the ranking metric.
+GT_BOX_METRICS = [*METRIC_NAMES, *PCK_NAMES, "EPE", "metric"]
 
 # Every test here starts pose.train or pose.eval processes.
 pytestmark = pytest.mark.slow
@@ -42,14 +46,16 @@ def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset, pyco
     assert checkpoint["config"]["data"]["root"] == str(dataset)
     assert checkpoint["config"]["model"]["name"] == "hrnet_w16_tiny"
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_NAMES)
+    assert list(metrics) == GT_BOX_METRICS and metrics.pop("metric") == "AP"
+    assert metrics.pop("EPE") >= 0
     assert all(-1.0 <= value <= 1.0 for value in metrics.values())
     # metrics.json is pycocotools' verdict on results.json against the val annotations.
     results = json.loads((trained_run / "results.json").read_text())
     assert results and all(len(entry["keypoints"]) == 17 * 3 for entry in results)
     recomputed = pycocotools_eval(dataset / "annotations" / "person_keypoints_val2017.json",
                                   results).stats
-    assert dict(zip(METRIC_NAMES, recomputed.tolist())) == pytest.approx(metrics, abs=1e-12)
+    assert dict(zip(METRIC_NAMES, recomputed.tolist())) == pytest.approx(
+        {name: metrics[name] for name in METRIC_NAMES}, abs=1e-12)
 
 
 def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset, run_module):
@@ -61,7 +67,8 @@ def test_eval_with_detector_boxes_needs_only_the_checkpoint(trained_run, dataset
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| AP" in result.stdout
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_NAMES)
+    # Detector boxes: also the people no detection matched.
+    assert list(metrics) == [*GT_BOX_METRICS[:-1], "misses", "metric"]
     results = json.loads((out_dir / "results.json").read_text())
     detections = json.loads((dataset / DETECTIONS).read_text())
     detected_images = {entry["image_id"] for entry in detections}

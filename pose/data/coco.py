@@ -1,9 +1,15 @@
-"""COCO person-keypoint dataset for top-down training and evaluation (official HRNet recipe).
+"""COCO-format keypoint datasets for top-down training and evaluation (official HRNet recipe):
+COCO person keypoints, or any category with any keypoint set in COCO's json format.
 
-Dataset layout (see data/README.md)::
+Dataset layout (see data/README.md), unless ``annotation_file`` and ``image_dir`` say otherwise::
 
     <root>/annotations/person_keypoints_<split>.json
     <root>/<split>/<file_name>            or   <root>/images/<split>/<file_name>
+
+The category is the json's one category with keypoints (``category_id`` picks one of several).
+Its keypoint names must be the keypoint set's; a dataset built without a keypoint set takes the
+shipped set with those names, or builds one from the category (names, skeleton, flip pairs
+inferred from left/right names, no OKS sigmas).
 
 Each item is one person: the box is cropped to ``image_size``, normalised with the ImageNet
 mean and std, and paired with Gaussian heatmap targets. With ``device_augmentation`` the item
@@ -14,6 +20,7 @@ crops, normalises and builds the targets for a whole batch on the training devic
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from pose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
+import torch
+
+from pose.data.keypoints import COCO_KEYPOINTS, KeypointSpec, keypoint_spec_from_category
 from pose.data.topdown import TopDownDataset
 from pose.data.transforms import PIXEL_STD, AugmentationParams, box_to_center_scale
+from pose.evaluation.pck import PersonGroundTruth
 
 PERSON_CATEGORY_ID = 1
+LOGGER = logging.getLogger(__name__)
 
 _LAYOUT_HELP = (
     "expected <root>/annotations/person_keypoints_<split>.json with images in <root>/<split>/ "
@@ -33,17 +44,31 @@ _LAYOUT_HELP = (
 )
 
 # Why an annotation of the file gives no training/evaluation record (counted at start-up).
-ANNOTATION_SKIPS = ("crowd", "not_person", "no_labelled_joints", "degenerate_box",
+ANNOTATION_SKIPS = ("crowd", "other_category", "no_labelled_joints", "degenerate_box",
                     "unknown_image")
 # Why a detection of a detection file gives no evaluation record.
-DETECTION_SKIPS = ("not_person", "below_score_threshold")
-def _resolve_layout(root: Path, split: str) -> tuple[Path, Path]:
-    """The annotation file and the image folder under ``root``, or FileNotFoundError."""
+DETECTION_SKIPS = ("other_category", "below_score_threshold")
+
+
+def _resolve_layout(root: Path, split: str, annotation_file: Path | None,
+                    image_dir: Path | None) -> tuple[Path, Path]:
+    """The annotation file and the image folder (given, or found under ``root``), or
+    FileNotFoundError."""
+    if annotation_file is not None and not annotation_file.is_file():
+        raise FileNotFoundError(f"COCO annotation file {annotation_file} not found")
+    if image_dir is not None and not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist or is not a folder")
+    if annotation_file is not None and image_dir is not None:
+        return annotation_file, image_dir
     if not root.is_dir():
         raise FileNotFoundError(f"COCO root {root} does not exist or is not a folder; {_LAYOUT_HELP}")
-    annotation_file = root / "annotations" / f"person_keypoints_{split}.json"
-    if not annotation_file.is_file():
-        raise FileNotFoundError(f"COCO annotation file {annotation_file} not found; {_LAYOUT_HELP}")
+    if annotation_file is None:
+        annotation_file = root / "annotations" / f"person_keypoints_{split}.json"
+        if not annotation_file.is_file():
+            raise FileNotFoundError(f"COCO annotation file {annotation_file} not found; "
+                                    f"{_LAYOUT_HELP}")
+    if image_dir is not None:
+        return annotation_file, image_dir
     candidates = (root / split, root / "images" / split)
     for image_dir in candidates:
         if image_dir.is_dir():
@@ -88,6 +113,62 @@ def _annotations_by_image(annotations: dict[str, Any], annotation_file: Path
     return images, by_image
 
 
+def _category_listing(categories: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{category['id']!r} ({category.get('name', '?')}, "
+                     f"{len(category.get('keypoints') or [])} keypoints)"
+                     for category in categories) or "none"
+
+
+def keypoint_category(annotations: dict[str, Any], category_id: Any,
+                      annotation_file: Path) -> dict[str, Any]:
+    """The category whose people the dataset holds: ``category_id``; else the one category that
+    lists keypoint names; in a file whose categories list none, the only category or COCO's
+    person (id 1).
+
+    Raises:
+        ValueError: ``category_id`` is not in the file, or several categories have keypoints and
+            none was chosen.
+    """
+    categories = [category for category in annotations.get("categories", [])
+                  if isinstance(category, dict) and "id" in category]
+    if category_id is not None:
+        for category in categories:
+            if category["id"] == category_id:
+                return category
+        raise ValueError(f"{annotation_file}: there is no category with id {category_id!r} "
+                         f"(data.category_id); its categories: {_category_listing(categories)}")
+    with_keypoints = [category for category in categories if category.get("keypoints")]
+    if len(with_keypoints) == 1:
+        return with_keypoints[0]
+    if len(with_keypoints) > 1:
+        raise ValueError(f"{annotation_file}: several categories have keypoints "
+                         f"({_category_listing(with_keypoints)}): choose one with "
+                         "data.category_id=")
+    if len(categories) == 1:
+        return categories[0]
+    return next((category for category in categories if category["id"] == PERSON_CATEGORY_ID),
+                {"id": PERSON_CATEGORY_ID, "name": "person"})
+
+
+def check_category_keypoints(category: dict[str, Any], keypoints: KeypointSpec,
+                             annotation_file: Path) -> None:
+    """A ValueError when the category's keypoint names (where it lists them) are not the set's:
+    another count, or another name at some position."""
+    names = category.get("keypoints")
+    if not names:
+        return  # nothing to compare; each annotation's keypoint count is checked instead
+    set_name = f"the keypoint set {keypoints.name!r}" + (
+        f" ({keypoints.source})" if keypoints.source else "")
+    if len(names) != keypoints.num_joints:
+        raise ValueError(f"{annotation_file}: category {category['id']!r} "
+                         f"({category.get('name', '?')}) has {len(names)} keypoints, "
+                         f"{set_name} {keypoints.num_joints}")
+    for position, (name, expected) in enumerate(zip(names, keypoints.joint_names, strict=True)):
+        if name != expected:
+            raise ValueError(f"{annotation_file}: keypoint {position} of category "
+                             f"{category['id']!r} is {name!r}, in {set_name} {expected!r}")
+
+
 def _finite_numbers(values: Any, count: int) -> bool:
     """Whether ``values`` is a list of ``count`` finite numbers (not strings, not bools)."""
     return (isinstance(values, (list, tuple)) and len(values) == count
@@ -95,10 +176,12 @@ def _finite_numbers(values: Any, count: int) -> bool:
                     and math.isfinite(value) for value in values))
 
 
-def _load_detections(det_file: Path, score_threshold: float
+def _load_detections(det_file: Path, score_threshold: float,
+                     category_id: Any = PERSON_CATEGORY_ID
                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Person detections from a COCO-results json (list of {image_id, bbox, score, ...}), and
-    how many were skipped for each of :data:`DETECTION_SKIPS`."""
+    """Detections of ``category_id`` from a COCO-results json (list of {image_id, bbox, score,
+    ...}; entries without a category count as ``category_id``), and how many were skipped for
+    each of :data:`DETECTION_SKIPS`."""
     if not det_file.is_file():
         raise FileNotFoundError(
             f"detection file {det_file} not found; expected a COCO-results json list of "
@@ -129,9 +212,9 @@ def _load_detections(det_file: Path, score_threshold: float
                 f"'image_id', 'bbox' ([x, y, w, h], finite numbers) and 'score' (a finite "
                 f"number): {detection!r}"
             )
-        # A missing category is taken as "person", the only class such files normally hold.
-        if detection.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
-            skipped["not_person"] += 1
+        # A missing category is taken as the dataset's, the only class such files normally hold.
+        if detection.get("category_id", category_id) != category_id:
+            skipped["other_category"] += 1
         elif detection["score"] < score_threshold:
             skipped["below_score_threshold"] += 1
         else:
@@ -188,20 +271,26 @@ def _clean_box(bbox: Any, width: int, height: int) -> list[float] | None:
 
 
 class CocoKeypoints(TopDownDataset):
-    """COCO person keypoints, one item per person box (ground-truth or detected); items as
-    :class:`pose.data.topdown.TopDownDataset` gives them.
+    """COCO-format keypoints, one item per person (or animal, ...) box, ground-truth or
+    detected; items as :class:`pose.data.topdown.TopDownDataset` gives them.
 
     Args:
         root: dataset root (layout in the module docstring).
         split: e.g. ``"train2017"`` or ``"val2017"``.
-        image_size, heatmap_size, sigma, train, keypoints, augmentation, padding, seed,
+        image_size, heatmap_size, sigma, train, augmentation, padding, seed,
             reduced_decoding, device_augmentation, codec: see :class:`TopDownDataset`.
-        det_file: COCO-results json of person boxes to use instead of the ground-truth boxes
+        det_file: COCO-results json of boxes to use instead of the ground-truth boxes
             (evaluation only).
+        keypoints: the keypoint set, which the category's keypoint names must match; None: the
+            shipped set with the category's names, or one built from the category (logged).
         det_score_threshold: detections scoring below it are dropped.
+        annotation_file, image_dir: the json and the image folder (None: from ``root`` and
+            ``split``); a ``file_name`` is relative to ``image_dir``.
+        category_id: the category to use (None: the only one with keypoints).
 
     The annotation file is parsed once: an evaluation dataset keeps the parsed file as
     :attr:`annotations` (None for training), from which its evaluator takes the ground truth.
+    :attr:`category_id` is the category used.
     """
 
     def __init__(
@@ -214,7 +303,7 @@ class CocoKeypoints(TopDownDataset):
         train: bool = False,
         det_file: str | Path | None = None,
         *,
-        keypoints: KeypointSpec = COCO_KEYPOINTS,
+        keypoints: KeypointSpec | None = COCO_KEYPOINTS,
         augmentation: AugmentationParams | None = None,
         det_score_threshold: float = 0.0,
         padding: float = 1.25,
@@ -222,6 +311,9 @@ class CocoKeypoints(TopDownDataset):
         reduced_decoding: bool = False,
         device_augmentation: bool = False,
         codec: str = "heatmap",
+        annotation_file: str | Path | None = None,
+        image_dir: str | Path | None = None,
+        category_id: Any = None,
     ) -> None:
         if train and det_file is not None:
             raise ValueError(
@@ -229,6 +321,9 @@ class CocoKeypoints(TopDownDataset):
             )
         self.det_file = None if det_file is None else Path(det_file)
         self.det_score_threshold = det_score_threshold
+        self._given_files = (None if annotation_file is None else Path(annotation_file),
+                             None if image_dir is None else Path(image_dir))
+        self.category_id = category_id
         self.skipped_annotations = dict.fromkeys(ANNOTATION_SKIPS, 0)
         self.skipped_detections = dict.fromkeys(DETECTION_SKIPS, 0)
         super().__init__(root, split, image_size, heatmap_size, sigma, train,
@@ -240,13 +335,29 @@ class CocoKeypoints(TopDownDataset):
     # Records
 
     def _load_records(self) -> list[dict[str, Any]]:
-        self.annotation_file, self.image_dir = _resolve_layout(self.root, self.split)
+        self.annotation_file, self.image_dir = _resolve_layout(self.root, self.split,
+                                                               *self._given_files)
         annotations = _load_annotations(self.annotation_file)
+        category = keypoint_category(annotations, self.category_id, self.annotation_file)
+        self.category_id = category["id"]
+        if self.keypoints is None:
+            self.keypoints, description = keypoint_spec_from_category(
+                category, str(self.annotation_file))
+            LOGGER.info("%s: %s", self.annotation_file, description)
+        check_category_keypoints(category, self.keypoints, self.annotation_file)
         self.images, self._by_image = _annotations_by_image(annotations, self.annotation_file)
         if self.det_file is None:
             records = self._ground_truth_records()
         else:
             records = self._detection_records(self.det_file, self.det_score_threshold)
+        if not self.train:  # the people PCK and EPE are computed over
+            people = records if self.det_file is None else self._ground_truth_records()
+            self._people = {
+                "image_ids": [record["image_id"] for record in people],
+                "joints": np.array([record["joints"] for record in people], dtype=np.float64),
+                "labelled": np.array([record["visible"] > 0 for record in people], dtype=bool),
+                "boxes": np.array([record["annotation_bbox"] for record in people],
+                                  dtype=np.float64)}
         del self._by_image  # each worker would otherwise hold every annotation
         # Kept for evaluation only, whose ground truth comes from this same parse.
         self.annotations = None if self.train else annotations
@@ -260,6 +371,27 @@ class CocoKeypoints(TopDownDataset):
     def image_path(self, image_id: int) -> Path:
         """Where the image with COCO id ``image_id`` is read from."""
         return self.image_dir / self.images[image_id]["file_name"]
+
+    def person_ground_truth(self) -> PersonGroundTruth:
+        """The people PCK and EPE are computed over (evaluation datasets): with ground-truth
+        boxes each record's person, predicted by its own crop; with detections every person a
+        ground-truth record would have been made of, matched to the crops by box IoU."""
+        if self.train:
+            raise ValueError("person_ground_truth is for evaluation datasets (train=False)")
+        people = self._people
+        count = len(people["image_ids"])
+        num_joints = self.keypoints.num_joints
+        crops: dict[str, torch.Tensor] = {}
+        if self.det_file is None:
+            crops["crop_person"] = torch.arange(len(self.records), dtype=torch.int64)
+        else:
+            crops["crop_boxes"] = torch.tensor(
+                [record["box_xywh"] for record in self.records], dtype=torch.float64)
+        return PersonGroundTruth(
+            image_ids=torch.tensor(people["image_ids"], dtype=torch.int64),
+            joints=torch.from_numpy(people["joints"].reshape(count, num_joints, 2)),
+            labelled=torch.from_numpy(people["labelled"].reshape(count, num_joints)),
+            boxes=torch.from_numpy(people["boxes"].reshape(count, 4)), **crops)
 
     def _ground_truth_records(self) -> list[dict[str, Any]]:
         """One record per non-crowd person with at least one labelled joint and a usable box
@@ -276,8 +408,8 @@ class CocoKeypoints(TopDownDataset):
                 if annotation.get("iscrowd", 0):
                     self.skipped_annotations["crowd"] += 1
                     continue
-                if annotation.get("category_id") != PERSON_CATEGORY_ID:
-                    self.skipped_annotations["not_person"] += 1
+                if annotation.get("category_id") != self.category_id:
+                    self.skipped_annotations["other_category"] += 1
                     continue
                 keypoints = _keypoint_values(annotation, self.annotation_file)
                 if keypoints.size != 3 * num_joints:
@@ -309,6 +441,8 @@ class CocoKeypoints(TopDownDataset):
                         "visible": np.minimum(keypoints[:, 2], 1),
                         "score": 1.0,
                         "area": float(annotation["area"]),
+                        # The box as annotated: PCK's normaliser, detection matching.
+                        "annotation_bbox": [float(value) for value in annotation["bbox"]],
                     }
                 )
         return records
@@ -317,7 +451,8 @@ class CocoKeypoints(TopDownDataset):
         """One record per person detection, box as given (no cleaning), in file order."""
         num_joints = self.keypoints.num_joints
         records = []
-        detections, self.skipped_detections = _load_detections(det_file, score_threshold)
+        detections, self.skipped_detections = _load_detections(det_file, score_threshold,
+                                                               self.category_id)
         for position, detection in enumerate(detections):
             image_id = detection["image_id"]
             if image_id not in self.images:

@@ -109,12 +109,14 @@ def evaluation_loader(dataset: Dataset, batch_size: int, context: DistributedCon
 
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation) -> None:
     """``results.json`` (COCO results format; for MPII, one entry per person) and
-    ``metrics.json`` (COCO's ten stats as fractions, or MPII's PCKh table in percent), each
-    written atomically (a run stopped mid-write leaves the previous file)."""
+    ``metrics.json`` (the evaluation's metrics: COCO's ten stats, PCK as fractions, EPE in
+    pixels, MPII's PCKh table in percent; and under ``metric`` the name of the one that ranks
+    checkpoints), each written atomically (a run stopped mid-write leaves the previous file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(evaluation.results))
-    atomic_write_text(out_dir / "metrics.json", json.dumps(evaluation.metrics, indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(
+        {**evaluation.metrics, "metric": evaluation.primary}, indent=2) + "\n")
 
 
 def evaluate_model(model: nn.Module, loader: DataLoader, evaluator: Evaluator,

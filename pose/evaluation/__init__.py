@@ -1,4 +1,5 @@
-"""Evaluation: heatmap decoding, flip test, OKS-NMS, rescoring, COCO keypoint AP, MPII PCKh."""
+"""Evaluation: heatmap decoding, flip test, OKS-NMS, rescoring, COCO keypoint AP, MPII PCKh, PCK
+and EPE for any keypoint set."""
 
 from __future__ import annotations
 
@@ -41,19 +42,23 @@ from pose.evaluation.nms import (
     score_order,
     soft_oks_nms,
 )
+from pose.evaluation.pck import PCK_NAMES, PersonGroundTruth, epe, pck
 from pose.evaluation.pckh import OFFICIAL_MEAN_AT_01, PCKH_NAMES, pckh, pckh_per_joint
 
 __all__ = [
     "METRIC_NAMES",
     "OFFICIAL_MEAN_AT_01",
     "PCKH_NAMES",
+    "PCK_NAMES",
     "POST_PROCESSES",
     "CocoKeypointGroundTruth",
+    "PersonGroundTruth",
     "batched_oks_nms",
     "batched_soft_oks_nms",
     "coco_result_entries",
     "decode_heatmaps",
     "default_shift_heatmap",
+    "epe",
     "evaluate_coco_keypoints",
     "evaluate_coco_keypoints_tensors",
     "flip_back",
@@ -67,6 +72,7 @@ __all__ = [
     "oks_iou",
     "oks_matrix",
     "oks_nms",
+    "pck",
     "pckh",
     "pckh_per_joint",
     "refine_dark",

@@ -98,6 +98,7 @@ def coco_result_entries(
     centers: torch.Tensor | np.ndarray,
     scales: torch.Tensor | np.ndarray,
     image_ids: torch.Tensor | np.ndarray | Sequence[int],
+    category_id: int = PERSON_CATEGORY_ID,
 ) -> list[dict]:
     """The official results entries of the poses ``kept`` (in that order).
 
@@ -108,9 +109,10 @@ def coco_result_entries(
         centers: [N, 2] box centres in pixels.
         scales: [N, 2] box sizes / pixel_std.
         image_ids: [N] COCO image ids.
+        category_id: the dataset's category (COCO's person: 1).
 
     Returns:
-        One dict per kept pose: ``image_id`` (int), ``category_id`` (1), ``keypoints``
+        One dict per kept pose: ``image_id`` (int), ``category_id``, ``keypoints``
         ([x, y, maxval] * K floats), ``score`` (float), ``center`` and ``scale`` (2 floats each).
     """
     kept_list = (kept.tolist() if isinstance(kept, torch.Tensor)
@@ -122,7 +124,7 @@ def coco_result_entries(
     centers_list = _to_numpy(centers)[kept_list].astype(np.float64).tolist()
     scales_list = _to_numpy(scales)[kept_list].astype(np.float64).tolist()
     return [
-        {"image_id": int(image_id), "category_id": PERSON_CATEGORY_ID, "keypoints": pose,
+        {"image_id": int(image_id), "category_id": category_id, "keypoints": pose,
          "score": score, "center": center, "scale": scale}
         for image_id, pose, score, center, scale in zip(
             image_ids_list, poses, scores_list, centers_list, scales_list)
@@ -132,12 +134,13 @@ def coco_result_entries(
 def format_metrics_table(metrics: Mapping[str, float],
                          names: Sequence[str] = METRIC_NAMES) -> str:
     """Two-row text table of the metrics ``names`` (header row of names, row of values, 3
-    decimals), like the official training logs print (COCO's ten stats by default; MPII's PCKh
-    table with ``names=pose.evaluation.PCKH_NAMES``)."""
+    decimals; counts as integers), like the official training logs print (COCO's ten stats by
+    default; MPII's PCKh table with ``names=pose.evaluation.PCKH_NAMES``)."""
     missing = [name for name in names if name not in metrics]
     if missing:
         raise ValueError(f"metrics lack {missing} (expected keys {list(names)})")
-    values = [f"{metrics[name]:.3f}" for name in names]
+    values = [str(metrics[name]) if isinstance(metrics[name], int) else f"{metrics[name]:.3f}"
+              for name in names]
     widths = [max(len(name), len(value)) for name, value in zip(names, values)]
     header = "| " + " | ".join(name.ljust(w) for name, w in zip(names, widths)) + " |"
     row = "| " + " | ".join(value.ljust(w) for value, w in zip(values, widths)) + " |"

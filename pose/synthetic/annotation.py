@@ -28,9 +28,10 @@ from pose.synthetic.scenes import Scene
 
 
 def annotate_scene(scene: Scene, part_buffer: np.ndarray) -> list[dict[str, Any]]:
-    """COCO annotations (without ids) of the people in ``scene``, from its ``part_buffer``.
+    """COCO annotations (without ids) of the people (figures) in ``scene``, from its
+    ``part_buffer``.
 
-    Each is ``{"keypoints": [x, y, v] * 17, "num_keypoints", "bbox": [x, y, w, h], "area",
+    Each is ``{"keypoints": [x, y, v] * K, "num_keypoints", "bbox": [x, y, w, h], "area",
     "segmentation": [polygon, ...]}``: coordinates in pixels rounded to 0.01 (joints outside the
     image stored as 0, 0, 0), the box tight around the person's visible pixels and extended to
     its labelled joints, the area its visible pixel count.
@@ -91,8 +92,9 @@ def simulate_detections(
     image_size: tuple[int, int],
     miss_rate: float = 0.03,
     false_positive_rate: float = 0.25,
+    category_id: int = 1,
 ) -> list[dict[str, Any]]:
-    """A person detector's output for one image, in COCO results format.
+    """A detector's output for one image, in COCO results format (boxes of ``category_id``).
 
     Each ground-truth box is found with probability ``1 - miss_rate`` (at least one per image),
     its position jittered by about 4% and its size by about 5%; the score is higher for boxes
@@ -117,7 +119,7 @@ def simulate_detections(
         box = [x1, y1, x2 - x1, y2 - y1]
         score = 0.4 + 0.6 * box_iou(box, annotation["bbox"]) ** 2 + rng.normal(0, 0.03)
         if kept:
-            detections.append({"image_id": image_id, "category_id": 1,
+            detections.append({"image_id": image_id, "category_id": category_id,
                                 "bbox": [round(value, 2) for value in box],
                                 "score": round(float(np.clip(score, 0.3, 1.0)), 4)})
     for _ in range(int(rng.poisson(false_positive_rate))):
@@ -127,7 +129,7 @@ def simulate_detections(
             x1, y1 = rng.uniform(0, width - box_w), rng.uniform(0, height - box_h)
             box = [float(x1), float(y1), float(box_w), float(box_h)]
             if all(box_iou(box, annotation["bbox"]) < 0.2 for annotation in annotations):
-                detections.append({"image_id": image_id, "category_id": 1,
+                detections.append({"image_id": image_id, "category_id": category_id,
                                    "bbox": [round(value, 2) for value in box],
                                    "score": round(float(rng.uniform(0.02, 0.35)), 4)})
                 break

@@ -1,7 +1,9 @@
-"""The embedded dataset: synthetic COCO person keypoints (images, annotations, detections).
+"""The embedded datasets: synthetic COCO-format keypoints (images, annotations, detections) of
+people, or of another subject (:data:`SUBJECTS`: the quadruped of AP-10K's layout).
 
-Nothing is downloaded. Each image holds 1 to 4 cartoon people (:mod:`pose.synthetic.human`) on
-a textured background (:mod:`pose.synthetic.scenes`), labelled from the rendered pixels
+Nothing is downloaded. Each image holds 1 to 4 cartoon people (:mod:`pose.synthetic.human`) or
+animals (:mod:`pose.synthetic.quadruped`) on a textured background
+(:mod:`pose.synthetic.scenes`), labelled from the rendered pixels
 (:mod:`pose.synthetic.annotation`).
 
 The same seed gives byte-identical images and JSON: every image draws from its own generator
@@ -16,19 +18,67 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from pose.data.keypoints import COCO_KEYPOINTS
+from pose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
 from pose.synthetic.annotation import annotate_scene, simulate_detections
-from pose.synthetic.scenes import SceneParams, render_scene, sample_scene
+from pose.synthetic.figures import PersonFigure
+from pose.synthetic.quadruped import QUADRUPED_KEYPOINTS, sample_quadruped
+from pose.synthetic.scenes import (
+    FigureSampler,
+    SceneParams,
+    render_scene,
+    sample_human,
+    sample_scene,
+)
 
 SPLIT_CODES = {"train2017": 0, "val2017": 1}
 DETECTIONS_FILE = "person_detections_val2017.json"
 DEFAULT_JPEG_QUALITY = 92
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an embedded dataset shows: its keypoint set, its category (id and name, which also
+    names the files: ``annotations/<name>_keypoints_<split>.json``,
+    ``annotations/<name>_detections_val2017.json``), the json's description and the figure
+    drawer."""
+
+    keypoints: KeypointSpec
+    category_id: int
+    name: str
+    description: str
+    sample_figure: FigureSampler
+
+    def annotation_file(self, split: str) -> str:
+        return f"{self.name}_keypoints_{split}.json"
+
+    @property
+    def detections_file(self) -> str:
+        return f"{self.name}_detections_val2017.json"
+
+
+def _sample_quadruped(rng: np.random.Generator, size_px: float, image_size: tuple[int, int],
+                      params: SceneParams) -> PersonFigure:
+    return sample_quadruped(rng, size_px, image_size, upright_share=params.upright_share,
+                            far_side_shade=params.far_side_shade)
+
+
+SUBJECTS: dict[str, Subject] = {
+    # The description names the generator's first module: unchanged, so that a seed keeps
+    # giving the same bytes.
+    "person": Subject(COCO_KEYPOINTS, 1, "person",
+                      "pose synthetic person keypoints (pose.data.synthetic)", sample_human),
+    # Category 2: results and detections carry the dataset's own category, not COCO's person.
+    "quadruped": Subject(QUADRUPED_KEYPOINTS, 2, "quadruped",
+                         "pose synthetic quadruped keypoints (pose.synthetic.quadruped)",
+                         _sample_quadruped),
+}
 
 
 def image_id_for(split: str, index: int) -> int:
@@ -42,18 +92,19 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLIT_CODES[split], index])
 
 
-def _categories() -> list[dict[str, Any]]:
+def _categories(subject: Subject) -> list[dict[str, Any]]:
+    keypoints = subject.keypoints
     return [{
-        "id": 1, "name": "person", "supercategory": "person",
-        "keypoints": list(COCO_KEYPOINTS.joint_names),
+        "id": subject.category_id, "name": subject.name, "supercategory": subject.name,
+        "keypoints": list(keypoints.joint_names),
         # COCO's skeleton is 1-based.
-        "skeleton": [[first + 1, second + 1] for first, second in COCO_KEYPOINTS.skeleton],
+        "skeleton": [[first + 1, second + 1] for first, second in keypoints.skeleton],
     }]
 
 
 def _write_split(
     root: Path, split: str, num_images: int, seed: int, image_size: tuple[int, int],
-    jpeg_quality: int, params: SceneParams,
+    jpeg_quality: int, params: SceneParams, subject: Subject,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Render ``num_images`` images into ``root/split``; the annotation dict and the detections."""
     image_dir = root / split
@@ -62,7 +113,7 @@ def _write_split(
     for index in range(num_images):
         image_id = image_id_for(split, index)
         rng = image_rng(seed, split, index)
-        scene = sample_scene(rng, image_size, params)
+        scene = sample_scene(rng, image_size, params, subject.sample_figure)
         image, part_buffer, _ = render_scene(scene)
         file_name = f"{image_id:012d}.jpg"
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -74,57 +125,27 @@ def _write_split(
         people = annotate_scene(scene, part_buffer)
         for person_index, person in enumerate(people):
             annotations.append({"id": image_id * 10 + person_index + 1, "image_id": image_id,
-                                "category_id": 1, "iscrowd": 0, **person})
+                                "category_id": subject.category_id, "iscrowd": 0, **person})
         if split == "val2017":
-            detections.extend(simulate_detections(rng, image_id, people, image_size))
+            detections.extend(simulate_detections(rng, image_id, people, image_size,
+                                                  category_id=subject.category_id))
     dataset = {
-        # The description names the generator's first module: unchanged, so that a seed keeps
-        # giving the same bytes.
-        "info": {"description": "pose synthetic person keypoints (pose.data.synthetic)",
-                 "version": "1.0", "seed": seed},
+        "info": {"description": subject.description, "version": "1.0", "seed": seed},
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": _categories(),
+        "categories": _categories(subject),
     }
     return dataset, detections
 
 
-def generate_coco_dataset(
-    out_dir: str | Path,
-    num_train_images: int = 2000,
-    num_val_images: int = 300,
-    seed: int = 0,
-    image_size: Sequence[int] = (320, 320),
-    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
-    scene_params: SceneParams | None = None,
-) -> dict[str, Any]:
-    """Generate the synthetic COCO person-keypoints dataset in ``out_dir``.
-
-    Writes ``train2017/`` and ``val2017/`` (JPEG images named ``%012d.jpg`` after their ids, 1
-    to 4 people each), ``annotations/person_keypoints_{train,val}2017.json`` (COCO format) and
-    ``annotations/person_detections_val2017.json`` (simulated detector boxes in COCO results
-    format). The dataset is built in a temporary sibling folder and moved into place at the end,
-    so an interrupted run leaves no partial dataset. The same arguments give byte-identical files.
-
-    Args:
-        out_dir: dataset root; it may exist but must not hold ``annotations/``, ``train2017/``
-            or ``val2017/``.
-        num_train_images, num_val_images: image counts (>= 0; val >= 1 for the detections).
-        seed: the random seed.
-        image_size: (width, height) in pixels, each at least 64.
-        jpeg_quality: OpenCV JPEG quality (1..100).
-        scene_params: how hard the scenes are (None: the :class:`SceneParams` defaults).
-
-    Returns:
-        A summary: ``root``, ``image_size``, ``train_images``, ``train_people``, ``val_images``,
-        ``val_people``, ``val_detections`` and the paths of the three annotation files.
-
-    Raises:
-        FileExistsError: ``out_dir`` already holds a dataset (or its image folders).
-        ValueError: a count or size is out of range.
-    """
-    out_dir = Path(out_dir)
+def _check_arguments(num_train_images: int, num_val_images: int, image_size: Sequence[int],
+                     jpeg_quality: int, subject: str) -> tuple[int, int]:
+    """ValueError for an argument of :func:`generate_coco_dataset` out of range; the image
+    (width, height)."""
+    if subject not in SUBJECTS:
+        raise ValueError(f"subject {subject!r} is not known: expected one of "
+                         f"{', '.join(SUBJECTS)}")
     if len(image_size) != 2:
         raise ValueError(f"image_size must be (width, height), got {image_size!r}")
     width, height = int(image_size[0]), int(image_size[1])
@@ -137,6 +158,51 @@ def generate_coco_dataset(
         )
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    return width, height
+
+
+def generate_coco_dataset(
+    out_dir: str | Path,
+    num_train_images: int = 2000,
+    num_val_images: int = 300,
+    seed: int = 0,
+    image_size: Sequence[int] = (320, 320),
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    scene_params: SceneParams | None = None,
+    subject: str = "person",
+) -> dict[str, Any]:
+    """Generate a synthetic COCO-format keypoint dataset in ``out_dir``: people (COCO's 17
+    keypoints) or another ``subject`` of :data:`SUBJECTS`.
+
+    Writes ``train2017/`` and ``val2017/`` (JPEG images named ``%012d.jpg`` after their ids, 1
+    to 4 figures each), ``annotations/<subject>_keypoints_{train,val}2017.json`` (COCO format)
+    and ``annotations/<subject>_detections_val2017.json`` (simulated detector boxes in COCO
+    results format). The dataset is built in a temporary sibling folder and moved into place at
+    the end, so an interrupted run leaves no partial dataset. The same arguments give
+    byte-identical files.
+
+    Args:
+        out_dir: dataset root; it may exist but must not hold ``annotations/``, ``train2017/``
+            or ``val2017/``.
+        num_train_images, num_val_images: image counts (>= 0; val >= 1 for the detections).
+        seed: the random seed.
+        image_size: (width, height) in pixels, each at least 64.
+        jpeg_quality: OpenCV JPEG quality (1..100).
+        scene_params: how hard the scenes are (None: the :class:`SceneParams` defaults).
+        subject: "person" or "quadruped" (the keypoint set ``conf/keypoints/quadruped.yaml``).
+
+    Returns:
+        A summary: ``root``, ``image_size``, ``train_images``, ``train_people``, ``val_images``,
+        ``val_people``, ``val_detections`` and the paths of the three annotation files.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds a dataset (or its image folders).
+        ValueError: a count or size is out of range, or the subject is unknown.
+    """
+    out_dir = Path(out_dir)
+    width, height = _check_arguments(num_train_images, num_val_images, image_size, jpeg_quality,
+                                     subject)
+    drawn = SUBJECTS[subject]
     _refuse_existing(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -146,13 +212,13 @@ def generate_coco_dataset(
         summary: dict[str, Any] = {"root": str(out_dir), "image_size": [width, height]}
         for split, count in (("train2017", num_train_images), ("val2017", num_val_images)):
             dataset, detections = _write_split(staging, split, count, seed, (width, height),
-                                               jpeg_quality, scene_params or SceneParams())
+                                               jpeg_quality, scene_params or SceneParams(), drawn)
             name = split.removesuffix("2017")
-            (annotation_dir / f"person_keypoints_{split}.json").write_text(json.dumps(dataset))
+            (annotation_dir / drawn.annotation_file(split)).write_text(json.dumps(dataset))
             summary[f"{name}_images"] = len(dataset["images"])
             summary[f"{name}_people"] = len(dataset["annotations"])
             if split == "val2017":
-                (annotation_dir / DETECTIONS_FILE).write_text(json.dumps(detections))
+                (annotation_dir / drawn.detections_file).write_text(json.dumps(detections))
                 summary["val_detections"] = len(detections)
         _refuse_existing(out_dir)
         if out_dir.exists():
@@ -167,8 +233,8 @@ def generate_coco_dataset(
             shutil.rmtree(staging)
     for split in ("train2017", "val2017"):
         summary[f"{split.removesuffix('2017')}_annotations"] = str(
-            out_dir / "annotations" / f"person_keypoints_{split}.json")
-    summary["val_detections_file"] = str(out_dir / "annotations" / DETECTIONS_FILE)
+            out_dir / "annotations" / drawn.annotation_file(split))
+    summary["val_detections_file"] = str(out_dir / "annotations" / drawn.detections_file)
     return summary
 
 

@@ -21,7 +21,18 @@ import cv2
 import numpy as np
 
 from pose.data.keypoints import COCO_KEYPOINTS
-from pose.synthetic.figures import PersonFigure, Primitive, bgr, jitter_colour, random_rgb
+from pose.synthetic.figures import (
+    PaintOrder,
+    PersonFigure,
+    Primitive,
+    bend,
+    bgr,
+    jitter_colour,
+    place_figure,
+    random_rgb,
+    rotation_y,
+    unit,
+)
 
 # Body parts, each painted with its own id into the part buffer.
 PART_NAMES: tuple[str, ...] = (
@@ -61,28 +72,6 @@ _HAIR_COLOURS_RGB = (
 
 
 # --------------------------------------------------------------------------------------------
-# Geometry helpers
-
-
-def _rotation_y(angle: float) -> np.ndarray:
-    """Rotation about the body's vertical axis, [3, 3] (angle in radians)."""
-    cos, sin = math.cos(angle), math.sin(angle)
-    return np.array([[cos, 0.0, sin], [0.0, 1.0, 0.0], [-sin, 0.0, cos]])
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-9)
-
-
-def _bend(direction: np.ndarray, towards: np.ndarray, angle: float) -> np.ndarray:
-    """``direction`` turned by ``angle`` radians in the plane that contains ``towards``."""
-    perpendicular = towards - np.dot(towards, direction) * direction
-    if np.linalg.norm(perpendicular) < 1e-6:
-        perpendicular = np.array([0.0, 0.0, 1.0]) - direction[2] * direction
-    return math.cos(angle) * direction + math.sin(angle) * _unit(perpendicular)
-
-
-# --------------------------------------------------------------------------------------------
 # The posed body
 
 
@@ -119,18 +108,18 @@ def _sample_pose(rng: np.random.Generator, crouching_share: float) -> _Pose:
     lean = math.radians(rng.uniform(20, 50) if crouching else rng.normal(5, 10))
     side_bend = math.radians(rng.normal(0, 6))
     twist = math.radians(rng.normal(0, 12))
-    spine = _unit(np.array([math.sin(side_bend), -math.cos(lean), math.sin(lean)]))
+    spine = unit(np.array([math.sin(side_bend), -math.cos(lean), math.sin(lean)]))
     points: dict[str, np.ndarray] = {}
     mid_shoulder = spine * _body_length(rng, 0.30)
     points["mid_shoulder"] = mid_shoulder
-    shoulder_axis = _rotation_y(twist) @ np.array([1.0, 0.0, 0.0])
+    shoulder_axis = rotation_y(twist) @ np.array([1.0, 0.0, 0.0])
     points["left_shoulder"] = mid_shoulder + shoulder_half_width * shoulder_axis
     points["right_shoulder"] = mid_shoulder - shoulder_half_width * shoulder_axis
     points["left_hip"] = np.array([hip_half_width, 0.0, 0.0])
     points["right_hip"] = np.array([-hip_half_width, 0.0, 0.0])
 
     head_radius = 0.065 * rng.uniform(0.92, 1.08)
-    neck_direction = _unit(spine + rng.normal(0, 0.15, 3) * np.array([1.0, 0.3, 1.0]))
+    neck_direction = unit(spine + rng.normal(0, 0.15, 3) * np.array([1.0, 0.3, 1.0]))
     points["head_center"] = mid_shoulder + neck_direction * (0.055 + head_radius)
     _pose_arms(rng, points, twist)
     _pose_legs(rng, points, crouching)
@@ -164,10 +153,10 @@ def _pose_arms(rng: np.random.Generator, points: dict[str, np.ndarray], twist: f
         azimuth = math.radians(rng.uniform(-40, 130))
         upper = np.array([sign * math.sin(elevation) * math.cos(azimuth), math.cos(elevation),
                           math.sin(elevation) * math.sin(azimuth)])
-        upper = _rotation_y(twist) @ upper
+        upper = rotation_y(twist) @ upper
         flexion = math.radians(rng.uniform(0, 40) if rng.random() < 0.6 else rng.uniform(40, 150))
         towards = np.array([-sign * rng.uniform(-0.3, 1.0), -rng.uniform(-0.5, 1.5), 1.0])
-        lower = _bend(upper, _rotation_y(twist) @ towards, flexion)
+        lower = bend(upper, rotation_y(twist) @ towards, flexion)
         shoulder = points[f"{side}_shoulder"]
         points[f"{side}_elbow"] = shoulder + upper_arm * upper
         points[f"{side}_wrist"] = points[f"{side}_elbow"] + forearm * lower
@@ -195,11 +184,11 @@ def _pose_legs(rng: np.random.Generator, points: dict[str, np.ndarray], crouchin
             knee_flexion = rng.uniform(20, 120)
         else:
             knee_flexion = rng.uniform(0, 20) if rng.random() < 0.8 else rng.uniform(20, 80)
-        lower = _bend(upper, np.array([0.0, 0.0, -1.0]), math.radians(knee_flexion))
+        lower = bend(upper, np.array([0.0, 0.0, -1.0]), math.radians(knee_flexion))
         hip = points[f"{side}_hip"]
         points[f"{side}_knee"] = hip + thigh * upper
         points[f"{side}_ankle"] = points[f"{side}_knee"] + shin * lower
-        foot_direction = _unit(np.array([sign * rng.uniform(0.0, 0.3), 0.25, 1.0]))
+        foot_direction = unit(np.array([sign * rng.uniform(0.0, 0.3), 0.25, 1.0]))
         points[f"{side}_toe"] = points[f"{side}_ankle"] + _body_length(rng, 0.10) * foot_direction
 
 
@@ -210,7 +199,7 @@ def _face_points(head_radius: float, head_yaw: float) -> dict[str, np.ndarray]:
         "left_ear": (0.98, 0.05, -0.12), "right_ear": (-0.98, 0.05, -0.12),
         "nose": (0.0, 0.28, 1.05),
     }
-    turn = _rotation_y(head_yaw)
+    turn = rotation_y(head_yaw)
     return {name: head_radius * (turn @ np.array(offset)) for name, offset in local.items()}
 
 
@@ -250,43 +239,15 @@ def _turn_and_place(
     in_plane = np.array([[cos_roll, -sin_roll], [sin_roll, cos_roll]]) * height_px
     names = list(pose)
     turned = np.concatenate([np.stack([pose[name] for name in names]), body.torso_corners])
-    turned = turned @ _rotation_y(yaw).T
+    turned = turned @ rotation_y(yaw).T
     offsets = turned[:, :2] @ in_plane.T  # pixels, before placement
     depth = dict(zip(names, turned[:, 2].tolist(), strict=False))  # body heights, + = nearer
     joint_rows = [names.index(name) for name in COCO_KEYPOINTS.joint_names]
-    translation = _placement(rng, offsets, joint_rows, height_px, image_size)
+    translation = place_figure(rng, offsets, joint_rows, height_px, image_size)
     positions = offsets + translation
     return _PlacedBody(at=dict(zip(names, positions, strict=False)), depth=depth,
                        torso_outline=positions[len(names):], keypoints=positions[joint_rows],
                        yaw=yaw, roll=roll)
-
-
-def _placement(
-    rng: np.random.Generator, offsets: np.ndarray, joint_rows: list[int], height_px: float,
-    image_size: tuple[int, int],
-) -> np.ndarray:
-    """The translation [2] (pixels) that places a figure's ``offsets`` [n, 2]: fully inside the
-    image when it fits (mostly), otherwise anywhere near it, with at least 5 joints in the
-    image."""
-    width, height = image_size
-    margin = 0.04 * height_px
-    low = offsets.min(axis=0) - margin
-    high = offsets.max(axis=0) + margin
-    size = np.array([width - 1, height - 1], dtype=np.float64)
-    translation = size / 2 - (low + high) / 2
-    for attempt in range(20):
-        fits = np.all(high - low < size)
-        if fits and (attempt == 19 or rng.random() < 0.8):
-            translation = rng.uniform(-low, size - high)
-        elif attempt == 19:
-            translation = rng.uniform(np.minimum(-low, size - high), np.maximum(-low, size - high))
-        else:
-            translation = rng.uniform(-0.15 * size, 1.15 * size) - (low + high) / 2
-        joints = offsets[joint_rows] + translation
-        inside = np.all((joints >= 0) & (joints <= size), axis=1)
-        if inside.sum() >= 5:
-            break
-    return translation
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,21 +280,7 @@ def _sample_outfit(rng: np.random.Generator) -> _Outfit:
                    long_sleeves=long_sleeves, long_trousers=long_trousers, bald=bald)
 
 
-class _PaintOrder:
-    """Primitives with their depth keys: painted by increasing key (far to near), ties in the
-    order they were added."""
-
-    def __init__(self) -> None:
-        self._items: list[tuple[float, int, Primitive]] = []
-
-    def add(self, key: float, primitive: Primitive) -> None:
-        self._items.append((key, len(self._items), primitive))
-
-    def primitives(self) -> list[Primitive]:
-        return [item[2] for item in sorted(self._items, key=lambda item: (item[0], item[1]))]
-
-
-def _paint_body(paint: _PaintOrder, placed: _PlacedBody, outfit: _Outfit, radius_scale: float,
+def _paint_body(paint: PaintOrder, placed: _PlacedBody, outfit: _Outfit, radius_scale: float,
                 far_side_shade: float) -> None:
     """The torso at depth 0, the neck just behind it, limbs at their mean depth, hands and feet
     just in front of their forearm and shin. Widths are in units of ``radius_scale`` pixels."""
@@ -374,7 +321,7 @@ def _paint_body(paint: _PaintOrder, placed: _PlacedBody, outfit: _Outfit, radius
                     key + 0.001)
 
 
-def _paint_head(rng: np.random.Generator, paint: _PaintOrder, placed: _PlacedBody,
+def _paint_head(rng: np.random.Generator, paint: PaintOrder, placed: _PlacedBody,
                 outfit: _Outfit, body: _Pose, height_px: float) -> None:
     """A skin disc, a hair cap towards the back of the head, then the face features that turn
     towards the camera (eyes and nose) and the ears that are not behind the head."""
@@ -438,7 +385,7 @@ def sample_person(
     placed = _turn_and_place(rng, body, height_px, image_size, facing_camera_share,
                              upright_share)
     outfit = _sample_outfit(rng)
-    paint = _PaintOrder()
+    paint = PaintOrder()
     _paint_body(paint, placed, outfit, height_px * body.build, far_side_shade)
     _paint_head(rng, paint, placed, outfit, body, height_px)
     return PersonFigure(keypoints=placed.keypoints, primitives=paint.primitives(),

@@ -11,6 +11,7 @@ noise and blur, so it renders identically every time, also with some of its part
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -59,6 +60,21 @@ class SceneParams:
         for name in ("facing_camera_share", "upright_share", "crouching_share", "far_side_shade"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+# Draws one figure: (rng, size in pixels, image (width, height), scene parameters) -> figure.
+FigureSampler = Callable[[np.random.Generator, float, tuple[int, int], "SceneParams"],
+                         PersonFigure]
+
+
+def sample_human(rng: np.random.Generator, height_px: float, image_size: tuple[int, int],
+                 params: SceneParams) -> PersonFigure:
+    """A person of standing height ``height_px`` (:func:`pose.synthetic.human.sample_person`
+    with the scene's shares)."""
+    return sample_person(
+        rng, height_px, image_size, facing_camera_share=params.facing_camera_share,
+        upright_share=params.upright_share, crouching_share=params.crouching_share,
+        far_side_shade=params.far_side_shade)
 
 
 @dataclass
@@ -133,10 +149,12 @@ def sample_occluder(rng: np.random.Generator, person: PersonFigure) -> Primitive
 
 
 def sample_scene(
-    rng: np.random.Generator, image_size: tuple[int, int], params: SceneParams | None = None
+    rng: np.random.Generator, image_size: tuple[int, int], params: SceneParams | None = None,
+    sample_figure: FigureSampler = sample_human,
 ) -> Scene:
-    """Draw a random scene of 1 to 4 people (and sometimes occluders) for an image of
-    ``image_size`` (width, height) pixels.
+    """Draw a random scene of 1 to 4 people (or other figures: ``sample_figure``, of a size
+    drawn as a person's height) and sometimes occluders, for an image of ``image_size``
+    (width, height) pixels.
 
     People that end up almost entirely hidden (less than 20% of their drawn pixels, or fewer than
     30 pixels, still showing) are removed, so that every annotated person can be seen.
@@ -156,10 +174,7 @@ def sample_scene(
             height_px = rng.uniform(40, 80)
         else:
             height_px = rng.uniform(80, tallest)
-        people.append(sample_person(
-            rng, height_px * reference, image_size,
-            facing_camera_share=params.facing_camera_share, upright_share=params.upright_share,
-            crouching_share=params.crouching_share, far_side_shade=params.far_side_shade))
+        people.append(sample_figure(rng, height_px * reference, image_size, params))
     # Nearer (taller) people are usually painted last.
     if rng.random() < 0.7:
         people.sort(key=lambda person: person.height_px)
@@ -183,6 +198,6 @@ def sample_scene(
         if not hidden:
             return scene
         if len(hidden) == len(scene.people):  # nobody to annotate: start again
-            return sample_scene(rng, image_size, params)
+            return sample_scene(rng, image_size, params, sample_figure)
         scene.people = [person for index, person in enumerate(scene.people)
                         if index not in hidden]
