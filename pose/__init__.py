@@ -14,7 +14,7 @@ _LAZY_EXPORTS = {
     "Person": "pose.engine.estimator",
 }
 
-__all__ = sorted(_LAZY_EXPORTS)
+__all__ = ["Person", "PoseEstimator"]
 
 
 def __getattr__(name: str) -> Any:

@@ -174,7 +174,7 @@ class TrackConfig:
 class SmoothConfig:
     method: str = "none"  # "none" or "one_euro" (per track and keypoint)
     min_cutoff: float = 1.0  # One-Euro: cutoff frequency at rest, Hz (lower: smoother)
-    beta: float = 0.01  # One-Euro: cutoff added per px/s of speed (higher: less lag)
+    beta: float = 0.1  # One-Euro: cutoff added per px/s of speed (higher: less lag)
 
 
 @dataclass

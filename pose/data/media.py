@@ -9,8 +9,13 @@ the picture as a viewer shows it. Videos stream frame by frame through OpenCV.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
+import os
 import queue
+import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -194,23 +199,43 @@ class VideoFrames:
         self._capture.release()
 
 
-def open_video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An mp4 writer at ``fps`` frames/s of ``size`` (width, height) frames: the first codec of
-    :data:`VIDEO_CODECS` this OpenCV build encodes."""
-    previous = cv2.utils.logging.getLogLevel()
-    # A codec this build lacks makes FFmpeg print its failure: trying is not an error.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Silence the process's stderr file descriptor (FFmpeg prints a codec it cannot open
+    straight to it, past OpenCV's log level)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        for codec in VIDEO_CODECS:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
-            if writer.isOpened():
-                return writer
-            writer.release()
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
     finally:
-        cv2.utils.logging.setLogLevel(previous)
-    Path(path).unlink(missing_ok=True)
-    raise OSError(f"cannot write {path}: this OpenCV build encodes none of "
-                  f"{', '.join(VIDEO_CODECS)}")
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@functools.cache
+def video_codec() -> str:
+    """The first of :data:`VIDEO_CODECS` this OpenCV build writes into an mp4 (tried once)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for codec in VIDEO_CODECS:
+            with _stderr_silenced():
+                writer = cv2.VideoWriter(str(Path(folder) / "probe.mp4"),
+                                         cv2.VideoWriter_fourcc(*codec), 10.0, (64, 64))
+                opened = writer.isOpened()
+                writer.release()
+            if opened:
+                return codec
+    raise OSError(f"this OpenCV build writes no mp4 video (tried {', '.join(VIDEO_CODECS)})")
+
+
+def open_video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An mp4 writer at ``fps`` frames/s of ``size`` (width, height) BGR frames, with the first
+    codec of :data:`VIDEO_CODECS` this OpenCV build encodes (:func:`video_codec`)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*video_codec()), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"cannot write the video {path}")
+    return writer
 
 
 def read_ahead(items: Iterable[_Item], depth: int = 2) -> Iterator[_Item]:

@@ -109,6 +109,8 @@ class PoseEstimator:
         self.batch_size = max(1, int(batch_size))
         self.padding = padding
         self.nms = scoring.nms if keypoints.oks_sigmas is not None else "none"
+        # Cut crops with grid_sample on the device (CUDA) rather than with OpenCV on the CPU.
+        self.crops_on_device = self.device.type == "cuda"
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto",
@@ -203,10 +205,11 @@ class PoseEstimator:
     def cut_crops(self, images: Sequence[np.ndarray], image_index: np.ndarray,
                   centers: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """Normalised crops [n, 3, h, w] on the device: on the CPU exactly the evaluation
-        loader's (``cv2.warpAffine``), on CUDA a batched ``grid_sample`` warp per image."""
+        loader's (``cv2.warpAffine``), on CUDA (:attr:`crops_on_device`) a batched
+        ``grid_sample`` warp per image (equal up to interpolation rounding)."""
         matrices = [get_affine_transform(center, scale, 0, self.image_size)
                     for center, scale in zip(centers.numpy(), scales.numpy(), strict=True)]
-        if self.device.type != "cuda":
+        if not self.crops_on_device:
             crops = [normalise_bgr(warp_image(images[int(index)], matrix, self.image_size))
                      for index, matrix in zip(image_index, matrices, strict=True)]
             return torch.from_numpy(np.stack(crops)).to(self.device)

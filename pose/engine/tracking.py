@@ -32,7 +32,7 @@ class OneEuroFilter:
         derivative_cutoff: the cutoff frequency of the speed estimate, Hz.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.01,
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.1,
                  derivative_cutoff: float = 1.0) -> None:
         if min_cutoff <= 0 or derivative_cutoff <= 0 or beta < 0:
             raise ValueError(f"One-Euro needs min_cutoff > 0, derivative_cutoff > 0 and "
