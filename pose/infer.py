@@ -184,7 +184,12 @@ def check_arguments(arguments: list[str]) -> None:
                 sys.exit(f"pose.infer: error: {error}")
 
 
-if __name__ == "__main__":
-    if not any(arg.startswith("-") for arg in sys.argv[1:]):
+def run_command_line() -> None:
+    """``python -m pose.infer ...``: the argument checks, then the Hydra application."""
+    if not any(arg.startswith("-") for arg in sys.argv[1:]):  # --help, --cfg, ...: Hydra's
         check_arguments(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    run_command_line()

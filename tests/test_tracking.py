@@ -89,7 +89,7 @@ def test_one_euro_reduces_jitter_of_a_noisy_track():
 
 
 def test_tracker_smooths_each_track():
-    times, truth, noisy = noisy_track(seed=1)
+    _, truth, noisy = noisy_track(seed=1)
     tracker = PoseTracker(metric="iou", smoothing=(1.0, 0.1), fps=FPS)
     smoothed = []
     for frame, keypoints in enumerate(noisy):

@@ -61,13 +61,22 @@ class MediaInput:
 
 
 def image_ids_for(names: list[str]) -> list[int]:
-    """COCO-style ids: each file stem as an integer when every stem is a distinct non-negative
-    integer (COCO names its files so: ``000000000785.jpg`` is image 785), else the images'
-    0-based positions in input order."""
+    """COCO-style image ids: a file stem that is a number is the id (COCO names its files so:
+    ``000000000785.jpg`` is image 785); the other images take the next ids after the largest, in
+    input order. Where two stems are the same number, every image gets its 0-based position."""
     stems = [Path(name).stem for name in names]
-    if all(stem.isdigit() for stem in stems) and len({int(s) for s in stems}) == len(stems):
-        return [int(stem) for stem in stems]
-    return list(range(len(names)))
+    numbers = [int(stem) for stem in stems if stem.isdigit()]
+    if len(set(numbers)) != len(numbers):
+        return list(range(len(names)))
+    next_id = max(numbers, default=-1) + 1
+    ids = []
+    for stem in stems:
+        if stem.isdigit():
+            ids.append(int(stem))
+        else:
+            ids.append(next_id)
+            next_id += 1
+    return ids
 
 
 def _images(paths: Iterable[Path], base: Path) -> tuple[ImageFile, ...]:
