@@ -185,6 +185,21 @@ def test_estimator_boxes_whole_image_and_scores(estimator, coco_sample_dir):
         estimator(image, np.ones((2, 3)))
 
 
+def test_official_weights_load_with_the_model_named(tmp_path):
+    path = tmp_path / "official.pth"
+    model = random_pose_model()
+    torch.save(model.state_dict(), path)  # a bare state dict, as the HRNet model zoo's files
+    estimator = PoseEstimator.from_checkpoint(
+        path, device="cpu", overrides=["model=hrnet_w8_tiny", "data.image_size=[96,128]",
+                                       "data.heatmap_size=[24,32]", "eval.nms=none"],
+        flip_test=False, post_process="dark")
+    assert estimator.image_size == (96, 128) and estimator.scoring.nms == "none"
+    assert not estimator.decoding.flip_test and estimator.decoding.post_process == "dark"
+    torch.testing.assert_close(estimator.model.state_dict(), model.state_dict())
+    with pytest.raises(ValueError, match="say which model it holds with model=<name>"):
+        PoseEstimator.from_checkpoint(path, device="cpu")
+
+
 @pytest.mark.slow
 def test_import_pose_imports_no_torch():
     code = ("import sys, pose; assert 'torch' not in sys.modules, 'torch imported'; "
