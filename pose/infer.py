@@ -94,16 +94,23 @@ def video_settings(cfg: DictConfig, keypoints: Any, fps: float,
                          tracker=tracker, style=style)
 
 
+def counted(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
 def summary_line(summary: RunSummary, media: MediaInput, out_dir: Path,
                  person_threshold: float) -> str:
-    unit = "frames" if media.is_video else "images"
+    """The closing lines: inputs, people, time and where the outputs are; skipped images."""
+    unit = ("frame", "frames") if media.is_video else ("image", "images")
     rate = summary.inputs / summary.seconds if summary.seconds > 0 else 0.0
-    line = (f"pose.infer: {summary.inputs} {unit}, {summary.people} people "
+    line = (f"pose.infer: {counted(summary.inputs, *unit)}, "
+            f"{counted(summary.people, 'person', 'people')} "
             f"({summary.confident} with a pose score of at least {person_threshold:g}) in "
-            f"{summary.seconds:.1f} s ({rate:.1f} {unit}/s); outputs in {out_dir}")
+            f"{summary.seconds:.1f} s ({rate:.1f} {unit[1]}/s); outputs in {out_dir}")
     if summary.skipped:
         shown = ", ".join(summary.skipped[:5]) + (" ..." if len(summary.skipped) > 5 else "")
-        line += f"\npose.infer: {len(summary.skipped)} unreadable images skipped: {shown}"
+        skipped = counted(len(summary.skipped), "unreadable image", "unreadable images")
+        line += f"\npose.infer: {skipped} skipped: {shown}"
     return line
 
 

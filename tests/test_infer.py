@@ -476,7 +476,7 @@ def test_unreadable_image_is_skipped_and_reported(tmp_path, checkpoint, sample_r
                                f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 0, err
     assert "pose.infer: 4 images, 4 people" in out
-    assert "1 unreadable images skipped: zz_broken.png" in out
+    assert "1 unreadable image skipped: zz_broken.png" in out
     predictions = json.loads((tmp_path / "run" / "predictions.json").read_text())
     assert len(predictions) == 4 and not (tmp_path / "run" / "vis").exists()
 

@@ -272,7 +272,8 @@ def cut_crops_on_device(images: Sequence[np.ndarray], image_index: np.ndarray,
     for index in np.unique(image_index).tolist():
         rows = np.flatnonzero(image_index == index)
         source = torch.from_numpy(np.ascontiguousarray(images[index])).to(device)
-        rgb = source.permute(2, 0, 1).flip(0)[None]  # [1, 3, H, W]
+        # Float once, then a view per crop: the image is not copied for each of its boxes.
+        rgb = source.permute(2, 0, 1).flip(0)[None].float()  # [1, 3, H, W]
         warped = warp_images(rgb.expand(len(rows), -1, -1, -1), all_matrices[rows], image_size)
         crops[torch.from_numpy(rows).to(device)] = warped.round_().clamp_(0, 255)
     return normalise(crops, IMAGENET_MEAN, IMAGENET_STD)
