@@ -409,9 +409,6 @@ def run_reporting_errors(program: str, function, *args) -> Any:
 # pose.infer and the PoseEstimator API
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra configs
-TRACK_METRICS = ("oks", "iou")
-SMOOTH_METHODS = ("none", "one_euro")
-BACKENDS = ("torch", "onnx")
 
 
 def training_overrides(overrides: list[str]) -> list[str]:
@@ -424,26 +421,6 @@ def training_overrides(overrides: list[str]) -> list[str]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     return [text for text, override in zip(overrides, parsed, strict=True)
             if override.key_or_group.split(".")[0].lstrip("+~") in schema]
-
-
-def check_infer_config(cfg: InferConfig | DictConfig) -> None:
-    """Reject, before anything runs, pose.infer values the schema cannot type."""
-    choices = {"track.metric": (cfg.track.metric, TRACK_METRICS),
-               "smooth.method": (cfg.smooth.method, SMOOTH_METHODS),
-               "backend": (cfg.backend, BACKENDS)}
-    if cfg.post_process is not None:
-        choices["post_process"] = (cfg.post_process, POST_PROCESSES)
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ValueError(f"{key}={value!r} is not known: expected one of {', '.join(allowed)}")
-    for key, value, least in (("batch_size", cfg.batch_size, 1),
-                              ("detector.interval", cfg.detector.interval, 1),
-                              ("track.max_age", cfg.track.max_age, 0)):
-        if value < least:
-            raise ValueError(f"{key}={value} must be at least {least}")
-    if cfg.backend == "onnx":
-        raise ValueError("backend=onnx is not available in pose.infer yet (the ONNX runtime, "
-                         "pose.runtime, is wired in separately); use backend=torch")
 
 
 def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: torch.device,

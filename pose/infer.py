@@ -24,7 +24,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from pose.config import (
-    check_infer_config,
     checkpoint_config,
     estimator_from_config,
     register_configs,
@@ -49,8 +48,12 @@ from pose.engine.pipeline import (
     run_on_video,
 )
 from pose.engine.tracking import PoseTracker
+from pose.evaluation.decode import POST_PROCESSES
 
 register_configs()
+TRACK_METRICS = ("oks", "iou")
+SMOOTH_METHODS = ("none", "one_euro")
+BACKENDS = ("torch", "onnx")  # onnx: pose.runtime's exported model, wired in separately
 
 
 def refuse_existing_output(out_dir: Path) -> None:
@@ -58,6 +61,26 @@ def refuse_existing_output(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"output folder {out_dir} already exists and is not empty; nothing "
                               "was changed. Choose another folder with hydra.run.dir=...")
+
+
+def check_infer_config(cfg: DictConfig) -> None:
+    """Reject, before anything runs, pose.infer values the schema cannot type."""
+    choices = {"track.metric": (cfg.track.metric, TRACK_METRICS),
+               "smooth.method": (cfg.smooth.method, SMOOTH_METHODS),
+               "backend": (cfg.backend, BACKENDS)}
+    if cfg.post_process is not None:
+        choices["post_process"] = (cfg.post_process, POST_PROCESSES)
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is not known: expected one of {', '.join(allowed)}")
+    for key, value, least in (("batch_size", cfg.batch_size, 1),
+                              ("detector.interval", cfg.detector.interval, 1),
+                              ("track.max_age", cfg.track.max_age, 0)):
+        if value < least:
+            raise ValueError(f"{key}={value} must be at least {least}")
+    if cfg.backend == "onnx":
+        raise ValueError("backend=onnx is not available in pose.infer yet (the ONNX runtime, "
+                         "pose.runtime, is wired in separately); use backend=torch")
 
 
 def build_box_source(cfg: DictConfig, media: MediaInput, device: Any) -> BoxSource:

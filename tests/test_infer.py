@@ -443,6 +443,8 @@ BAD_INPUTS = [
     ({"checkpoint": "{tmp}/not_a_checkpoint.pt"},
      "{tmp}/not_a_checkpoint.pt is not a pose checkpoint"),
     ({"hydra.run.dir": "{tmp}/used"}, "output folder {tmp}/used already exists"),
+    ({"track.metric": "pixels"}, "track.metric='pixels' is not known: expected one of oks, iou"),
+    ({"backend": "onnx"}, "backend=onnx is not available in pose.infer yet"),
 ]
 
 
