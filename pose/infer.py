@@ -14,6 +14,7 @@ otherwise). A video's people get track ids (``track.*``) and optionally One-Euro
 
 from __future__ import annotations
 
+import shutil
 import sys
 from functools import partial
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from pose.config import (
+    USER_ERRORS,
     checkpoint_config,
     estimator_from_config,
     register_configs,
@@ -39,7 +42,7 @@ from pose.engine.detectors import (
     WholeImageDetector,
     build_torchvision_detector,
 )
-from pose.engine.logger import setup_logging
+from pose.engine.logger import get_logger, setup_logging
 from pose.engine.pipeline import (
     OverlayStyle,
     RunSummary,
@@ -138,9 +141,9 @@ def summary_line(summary: RunSummary, media: MediaInput, out_dir: Path,
 
 
 def infer(cli_cfg: DictConfig) -> RunSummary:
-    """Check everything (output folder, input, boxes, checkpoint, detector), then run."""
+    """Check everything (input, boxes, checkpoint, detector), then run into the output folder
+    (checked to be empty or absent by :func:`run_cleaning_up`)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    refuse_existing_output(out_dir)
     check_infer_config(cli_cfg)
     device = resolve_device(cli_cfg.device)
     media = resolve_input(cli_cfg.input, cli_cfg.recursive)
@@ -173,16 +176,36 @@ def infer(cli_cfg: DictConfig) -> RunSummary:
     return summary
 
 
+def remove_outputs(out_dir: Path) -> None:
+    """Everything a failed run wrote into ``out_dir`` (which was empty or absent when it
+    started), and the folder itself unless it existed before the run."""
+    logger = get_logger()
+    for handler in list(logger.handlers):  # the run's log.txt
+        if Path(getattr(handler, "baseFilename", "/")).parent == out_dir.resolve():
+            logger.removeHandler(handler)
+            handler.close()
+    if not out_dir.is_dir():
+        return
+    if str(out_dir.resolve()) in _EXISTING_RUN_DIRS:
+        for path in out_dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    else:
+        shutil.rmtree(out_dir)
+
+
 def run_cleaning_up(cli_cfg: DictConfig) -> RunSummary:
-    """:func:`infer`; on failure, the output folder goes again if this run made it and left it
-    empty (Hydra makes it before the checks run)."""
+    """:func:`infer`; a run that fails on bad input leaves nothing behind (Hydra makes the
+    output folder before the checks run; log.txt and config.yaml are written before the first
+    image is read)."""
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    refuse_existing_output(out_dir)  # before the clean-up can touch it
     try:
         return infer(cli_cfg)
-    except BaseException:
-        existed_before = str(out_dir.resolve()) in _EXISTING_RUN_DIRS
-        if not existed_before and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+    except (*USER_ERRORS, OmegaConfBaseException):
+        remove_outputs(out_dir)
         raise
 
 

@@ -483,6 +483,18 @@ def test_unreadable_image_is_skipped_and_reported(tmp_path, checkpoint, sample_r
     assert len(predictions) == 4 and not (tmp_path / "run" / "vis").exists()
 
 
+def test_no_readable_input_fails_and_leaves_no_folder(tmp_path, checkpoint, monkeypatch,
+                                                      capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_text("not a picture")
+    code, _, err = run_infer(monkeypatch, capsys, f"checkpoint={checkpoint}",
+                             f"input={tmp_path / 'photos'}", "detector=whole_image",
+                             f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2
+    assert "none of the 1 input images could be read" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()  # nor its log.txt and config.yaml
+
+
 # ------------------------------------------------------------------------------------------------
 # End to end, as processes
 
