@@ -8,12 +8,13 @@ only places that read a config: everything they build takes plain arguments.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from pose.data import AugmentationParams, CocoKeypoints, MpiiKeypoints, TopDownDataset
@@ -190,10 +191,83 @@ class ExportConfig(Config):
     parity_crops: int = 16  # crops of the val split (or generated people) for the parity check
 
 
+# ------------------------------------------------------------------------------------------------
+# pose.infer: the training schema (a checkpoint's config, or the command line's for official
+# weights) plus the keys of running on images and videos.
+
+
+@dataclass
+class WholeImageDetectorConfig:
+    """``detector=whole_image``: one box per image or frame (pictures of one person)."""
+
+    name: str = "whole_image"
+    interval: int = 1  # accepted for symmetry with torchvision; the box costs nothing
+
+
+@dataclass
+class TorchvisionDetectorConfig:
+    """``detector=torchvision``: a ``torchvision.models.detection`` model, batched on the device."""
+
+    name: str = "torchvision"
+    model: str = "fasterrcnn_resnet50_fpn_v2"  # any torchvision.models.detection name
+    weights: str = "DEFAULT"  # a torchvision weights name (downloaded once) or a local file
+    score_threshold: float = 0.5  # boxes scoring below it are dropped
+    category_id: int = 1  # the label of a person (torchvision's COCO models: 1)
+    batch_size: int = 4  # images per detector forward pass
+    # Video: run the detector every N frames; in between, each person's box comes from its
+    # keypoints in the previous frame.
+    interval: int = 1
+
+
+@dataclass
+class TrackConfig:
+    enabled: bool | None = None  # give video people track ids (None: on for a video)
+    max_age: int = 30  # frames a track's id waits for its person to come back
+    metric: str = "oks"  # greedy matching on "oks" (pose similarity) or "iou" (box overlap)
+    threshold: float = 0.3  # the least OKS or IoU of a match
+
+
+@dataclass
+class SmoothConfig:
+    method: str = "none"  # "none" or "one_euro" (per track and keypoint)
+    min_cutoff: float = 1.0  # One-Euro: cutoff frequency at rest, Hz (lower: smoother)
+    beta: float = 0.1  # One-Euro: cutoff added per px/s of speed (higher: less lag)
+
+
+@dataclass
+class InferConfig(Config):
+    """``python -m pose.infer``: the training schema (model, data, eval; a pose checkpoint
+    brings its own) plus what to run on and how."""
+
+    input: str | None = None  # an image, a folder of images, a glob, or a video
+    recursive: bool = False  # a folder's subfolders too
+    boxes: str | None = None  # COCO detection results json: person boxes instead of a detector
+    # Apply EXIF orientation before predicting (None: yes with a detector, no with boxes=,
+    # whose boxes refer to the pixels as stored, as COCO's annotations do).
+    respect_exif: bool | None = None
+    detector: Any = MISSING  # config group: torchvision | whole_image
+    track: TrackConfig = field(default_factory=TrackConfig)
+    smooth: SmoothConfig = field(default_factory=SmoothConfig)
+    batch_size: int = 32  # crops per forward pass (and images read per step)
+    flip_test: bool | None = None  # None: the checkpoint's eval.flip_test
+    post_process: str | None = None  # None: the checkpoint's eval.post_process
+    backend: str = "torch"  # "torch"; "onnx" (pose.runtime) is wired in separately
+    visualize: bool = True  # overlays in vis/ and, for a video, <video stem>.mp4
+    kpt_threshold: float = 0.3  # joints at or below this confidence are not drawn
+    # People whose pose score is below this are not drawn (predictions.json holds every pose)
+    # nor followed between detector frames.
+    person_threshold: float = 0.3
+    draw_boxes: bool = True  # person boxes (and track ids) in the overlays
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra so ``conf/*.yaml`` compose on top of them."""
-    ConfigStore.instance().store(name="config_schema", node=Config)
-    ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    store.store(name="infer_schema", node=InferConfig)
+    store.store(group="detector", name="whole_image_schema", node=WholeImageDetectorConfig)
+    store.store(group="detector", name="torchvision_schema", node=TorchvisionDetectorConfig)
+    store.store(name="export_schema", node=ExportConfig)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -496,3 +570,76 @@ def run_reporting_errors(program: str, function, *args) -> Any:
                 raise
         print(f"{program}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+# ------------------------------------------------------------------------------------------------
+# pose.infer and the PoseEstimator API
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra configs
+
+
+def training_overrides(overrides: list[str]) -> list[str]:
+    """The command-line overrides that belong to the training schema (``model``, ``data.*``,
+    ``eval.*``, ``experiment``, ...): what :func:`checkpoint_config` merges onto a checkpoint's
+    config. pose.infer's own keys (``input``, ``detector.*``, ``track.*``, ...) stay out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    schema = {setting.name for setting in fields(Config)} | {"experiment"}
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [text for text, override in zip(overrides, parsed, strict=True)
+            if override.key_or_group.split(".")[0].lstrip("+~") in schema]
+
+
+def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: torch.device,
+                          batch_size: int = 32, flip_test: bool | None = None,
+                          post_process: str | None = None) -> tuple[Any, str]:
+    """A :class:`pose.engine.estimator.PoseEstimator` of the model ``cfg`` names with the
+    checkpoint's weights, its crop size, keypoint set, and evaluation settings (``eval.*``:
+    flip test, decoding, rescoring, NMS; ``flip_test`` and ``post_process`` override them when
+    given), and the phrase saying which weights those are."""
+    from pose.engine.estimator import PoseEstimator
+    from pose.engine.precision import use_channels_last
+
+    check_eval_config(cfg.eval)
+    decoding = decode_settings(cfg)
+    if flip_test is not None:
+        decoding = replace(decoding, flip_test=bool(flip_test))
+    if post_process is not None:
+        if post_process not in POST_PROCESSES:
+            raise ValueError(f"post_process={post_process!r} is not known: expected one of "
+                             f"{', '.join(POST_PROCESSES)}")
+        decoding = replace(decoding, post_process=post_process)
+    model, weights = model_from_checkpoint(cfg, checkpoint, ours)
+    if use_channels_last(cfg.train.channels_last, device):
+        model.to(memory_format=torch.channels_last)
+    scoring = EvaluationSettings(visibility_threshold=cfg.eval.visibility_threshold,
+                                 nms=cfg.eval.nms, nms_threshold=cfg.eval.oks_nms_threshold)
+    estimator = PoseEstimator(model, tuple(cfg.data.image_size), decoding, scoring,
+                              keypoint_spec(cfg.data), device, batch_size)
+    return estimator, weights
+
+
+def compose_infer_config(overrides: list[str]) -> DictConfig:
+    """``conf/infer.yaml`` under ``overrides``, composed outside a Hydra application (for the
+    Python API; inside one, its search path is used)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        return compose("infer", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("infer", overrides=overrides)
+
+
+def estimator_from_checkpoint(path: str, device: str = "auto", overrides: list[str] | None = None,
+                              batch_size: int = 32, flip_test: bool | None = None,
+                              post_process: str | None = None) -> tuple[Any, str]:
+    """:func:`estimator_from_config` of the checkpoint at ``path``, its config read as pose.infer
+    reads it (``overrides``: training-schema keys, e.g. ``experiment=`` for official weights)."""
+    overrides = training_overrides(list(overrides or []))
+    cli_cfg = compose_infer_config(["detector=whole_image", *overrides])
+    cli_cfg.checkpoint = path
+    cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
+    return estimator_from_config(cfg, checkpoint, ours, resolve_device(device), batch_size,
+                                 flip_test, post_process)

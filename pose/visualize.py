@@ -33,6 +33,66 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: tuple[tuple[in
         cv2.circle(image, tuple(point), thickness + 1, (0, 0, 255), -1, cv2.LINE_AA)
 
 
+# Overlay colours (BGR): limbs of the first and second joint of each flip pair's side, and of
+# the middle (joints in no flip pair, or limbs across the two sides).
+FIRST_SIDE_COLOUR = (255, 160, 0)
+SECOND_SIDE_COLOUR = (0, 140, 255)
+MIDDLE_COLOUR = (80, 220, 80)
+
+
+def side_colours(num_joints: int, skeleton: Sequence[Sequence[int]],
+                 flip_pairs: Sequence[Sequence[int]]
+                 ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """Colours of a keypoint set's joints and limbs from its flip pairs, so any set is drawn
+    with its two sides told apart: ``(joint_colours [K], limb_colours [len(skeleton)])``. A limb
+    takes the side of its joints (one side and the middle count as that side)."""
+    side = [0] * num_joints  # 0: middle, 1: first of a flip pair, 2: second
+    for first, second in flip_pairs:
+        side[first], side[second] = 1, 2
+    palette = (MIDDLE_COLOUR, FIRST_SIDE_COLOUR, SECOND_SIDE_COLOUR)
+    limbs = []
+    for first, second in skeleton:
+        sides = {side[first], side[second]} - {0}
+        limbs.append(palette[sides.pop()] if len(sides) == 1 else MIDDLE_COLOUR)
+    return [palette[value] for value in side], limbs
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A bright BGR colour of its own for each track id (hues spread by the golden ratio)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
+    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
+    blue, green, red = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(blue), int(green), int(red)
+
+
+def draw_person(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[Sequence[int]],
+                colours: tuple[Sequence[tuple[int, int, int]], Sequence[tuple[int, int, int]]],
+                score_threshold: float = 0.3, box: Sequence[float] | None = None,
+                box_colour: tuple[int, int, int] = (255, 255, 255),
+                label: str | None = None) -> None:
+    """Draw one person in place on a BGR ``image``: ``keypoints`` [K, 3] = (x, y, score) in
+    image pixels, joints and limbs at or below ``score_threshold`` left out, in ``colours``
+    (:func:`side_colours`); with ``box`` (``x, y, w, h`` pixels) its rectangle and ``label``."""
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    shown = keypoints[:, 2] > score_threshold
+    points = np.round(keypoints[:, :2]).astype(int)
+    joint_colours, limb_colours = colours
+    if box is not None:
+        x, y, width, height = np.round(np.asarray(box, dtype=np.float64)).astype(int).tolist()
+        cv2.rectangle(image, (x, y), (x + width, y + height), box_colour, thickness)
+        if label:
+            scale = 0.4 * thickness
+            cv2.putText(image, label, (x + 2, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        box_colour, thickness, cv2.LINE_AA)
+    for (first, second), colour in zip(skeleton, limb_colours, strict=True):
+        if shown[first] and shown[second]:
+            cv2.line(image, tuple(points[first]), tuple(points[second]), colour, thickness + 1,
+                     cv2.LINE_AA)
+    for joint in np.flatnonzero(shown):
+        cv2.circle(image, tuple(points[joint]), thickness + 2, joint_colours[joint], -1,
+                   cv2.LINE_AA)
+
+
 def save_prediction_grid(dataset: ImageSource, results: list[dict[str, Any]], out_path: str | Path,
                          skeleton: tuple[tuple[int, int], ...], num_images: int = 8,
                          score_threshold: float = 0.2, min_person_score: float = 0.3,

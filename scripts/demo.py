@@ -1,8 +1,9 @@
 """``make demo``: generate the embedded dataset, train the ``demo`` experiment on the CPU,
 evaluate it with detector boxes (with the preset's DARK decoding, and with the official
-quarter-offset decoding for comparison), and say where the logs and pictures are.
-``make demo-quadruped`` (``--subject quadruped``) does the same for the embedded non-human
-example: synthetic quadrupeds in AP-10K's layout, ``experiment=demo_quadruped``.
+quarter-offset decoding for comparison), run the trained model with ``pose.infer`` on a few val
+images and on a rendered video of people walking, and say where the logs and pictures are.
+``make demo-quadruped`` (``--subject quadruped``) trains and evaluates the embedded non-human
+example the same way: synthetic quadrupeds in AP-10K's layout, ``experiment=demo_quadruped``.
 
 Every step is the public command a user would type (``python -m pose.train`` / ``pose.eval``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +66,9 @@ def main() -> int:
         official_dir = run_dir / "eval_detections_quarter_offset"
         run([*evaluate_detections, "eval.post_process=quarter_offset", "eval.num_visualize=0",
              f"hydra.run.dir={official_dir}"])
+        # pose.infer's stage runs the people model on pictures and a video of people.
+        inference_lines = (inference_stage(run_dir, data, detections)
+                           if args.subject == "human" else [])
     except subprocess.CalledProcessError as error:
         print(f"demo: a step failed (exit {error.returncode}); see its output above",
               file=sys.stderr)
@@ -83,7 +88,58 @@ def main() -> int:
     print(f"checkpoints:      {run_dir / 'best.pt'}, {run_dir / 'last.pt'}")
     print(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
     print(f"predicted skeletons on val images: {eval_dir / 'predictions.jpg'}")
+    print("\n".join(inference_lines))
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage: pose.infer on pictures and a video (the command a user runs on their own files). Kept
+# apart from the training stages above, whose schedule may change without touching it.
+
+INFER_IMAGES = 6  # val images the demo runs pose.infer on
+VIDEO_FRAMES = 48  # the rendered video: 4 s at 12 frames/s, 3 people walking
+
+
+def inference_inputs(run_dir: Path, data: Path, detections_file: Path
+                     ) -> tuple[Path, Path, Path, Path]:
+    """A folder of the first val images with their embedded detection boxes, and a rendered
+    video of people walking with simulated detector boxes per frame (nothing is downloaded)."""
+    from pose.synthetic.video import write_moving_people_video
+
+    inputs = run_dir / "infer_inputs"
+    images = inputs / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    chosen = sorted((data / "val2017").glob("*.jpg"))[:INFER_IMAGES]
+    for path in chosen:
+        shutil.copyfile(path, images / path.name)
+    ids = {int(path.stem) for path in chosen}
+    detections = json.loads(detections_file.read_text())
+    image_boxes = inputs / "image_boxes.json"
+    image_boxes.write_text(json.dumps([entry for entry in detections
+                                       if entry["image_id"] in ids]))
+    video, video_boxes = inputs / "walking.mp4", inputs / "walking_boxes.json"
+    write_moving_people_video(video, seed=0, image_size=(320, 240), num_frames=VIDEO_FRAMES,
+                              num_people=3, fps=12, boxes_path=video_boxes)
+    return images, image_boxes, video, video_boxes
+
+
+def inference_stage(run_dir: Path, data: Path, detections_file: Path) -> list[str]:
+    """Run ``pose.infer`` with the trained checkpoint on the images and the video; the lines
+    saying where the overlays are."""
+    started = time.perf_counter()
+    print("\n=== pose.infer on images and a video ===", flush=True)
+    images, image_boxes, video, video_boxes = inference_inputs(run_dir, data,
+                                                                 detections_file)
+    infer = [sys.executable, "-m", "pose.infer", f"checkpoint={run_dir / 'best.pt'}"]
+    images_out, video_out = run_dir / "infer_images", run_dir / "infer_video"
+    run([*infer, f"input={images}", f"boxes={image_boxes}", f"hydra.run.dir={images_out}"])
+    run([*infer, f"input={video}", f"boxes={video_boxes}", "smooth.method=one_euro",
+         f"hydra.run.dir={video_out}"])
+    seconds = time.perf_counter() - started
+    print(f"=== pose.infer stage: {seconds:.0f} s ===", flush=True)
+    video_line = (f"pose.infer on a rendered video (tracks, One-Euro smoothing): "
+                  f"{video_out / video.name} (predictions: {video_out / 'predictions.json'})")
+    return [f"pose.infer overlays on val images: {images_out / 'vis'}", video_line]
 
 
 if __name__ == "__main__":

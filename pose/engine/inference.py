@@ -28,6 +28,29 @@ from pose.io import atomic_write_text
 
 
 @torch.no_grad()
+def predict_crops(model: nn.Module, images: torch.Tensor, centers: torch.Tensor,
+                  scales: torch.Tensor, decoding: DecodeSettings
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of crops → keypoints in image pixels: the model (and, with the flip test, on
+    the mirrored crops), the flip-test average, the sub-cell refinement, the inverse crop map.
+
+    Args:
+        images: [B, 3, H, W] normalised crops on the model's device.
+        centers, scales: [B, 2] the crop boxes (pixels, pixels / 200), on the same device.
+        decoding: flip test and decoding settings.
+
+    Returns:
+        ``keypoints`` [B, K, 2] image pixels and ``maxvals`` [B, K], on the model's device.
+    """
+    heatmaps = model(images)
+    if decoding.flip_test:
+        heatmaps = flip_test_average(heatmaps, model(images.flip(3)), decoding.flip_pairs,
+                                     shift_heatmap=decoding.shift_heatmap)
+    return decode_heatmaps(heatmaps.float(), centers, scales,
+                           post_process=decoding.post_process, sigma=decoding.sigma)
+
+
+@torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device,
             decoding: DecodeSettings, show_progress: bool = True) -> Predictions:
     """Run ``model`` over every crop of ``loader`` and decode keypoints in image pixels.
@@ -39,14 +62,9 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device,
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {field.name: [] for field in fields(Predictions)}
     for batch in progress(loader, "eval", disable=not show_progress):
-        images = batch["image"].to(device, non_blocking=True)
-        heatmaps = model(images)
-        if decoding.flip_test:
-            heatmaps = flip_test_average(heatmaps, model(images.flip(3)), decoding.flip_pairs,
-                                         shift_heatmap=decoding.shift_heatmap)
-        keypoints, maxvals = decode_heatmaps(
-            heatmaps.float(), batch["center"].to(device), batch["scale"].to(device),
-            post_process=decoding.post_process, sigma=decoding.sigma)
+        keypoints, maxvals = predict_crops(model, batch["image"].to(device, non_blocking=True),
+                                           batch["center"].to(device), batch["scale"].to(device),
+                                           decoding)
         parts["keypoints"].append(keypoints.cpu())
         parts["maxvals"].append(maxvals.cpu())
         parts["centers"].append(batch["center"])

@@ -81,13 +81,13 @@ class ScalarWriter:
             self._writer.close()
 
 
-def progress(iterable: Iterable, description: str, total: int | None = None,
-             disable: bool = False) -> tqdm:
+def progress(iterable: Iterable | None, description: str, total: int | None = None,
+             disable: bool = False, unit: str = "it") -> tqdm:
     """A progress bar that redraws in a terminal and prints sparse lines in a log (with its
-    ETA and rate); ``disable``: iterate without one (ranks other than 0)."""
+    ETA and rate in ``unit``/s); ``disable``: iterate without one (ranks other than 0)."""
     interactive = sys.stderr.isatty()
     return tqdm(iterable, desc=description, total=total, dynamic_ncols=True, leave=interactive,
-                mininterval=0.5 if interactive else 30.0, disable=disable)
+                mininterval=0.5 if interactive else 30.0, disable=disable, unit=unit)
 
 
 def format_duration(seconds: float) -> str:
