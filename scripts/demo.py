@@ -68,7 +68,7 @@ def main() -> int:
              f"hydra.run.dir={official_dir}"])
         # pose.infer's stage runs the people model on pictures and a video of people.
         inference_lines = (inference_stage(run_dir, data, detections)
-                           if args.subject == "human" else [])
+                           if args.subject == "person" else [])
     except subprocess.CalledProcessError as error:
         print(f"demo: a step failed (exit {error.returncode}); see its output above",
               file=sys.stderr)
