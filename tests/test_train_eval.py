@@ -116,7 +116,7 @@ def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path, run_
     (["experiment=no_such_preset"], "Could not find 'experiment/no_such_preset'"),
     (["eval.post_process=darkk"], ("eval.post_process='darkk' is not known: expected one of "
                                    "quarter_offset, dark, udp, none")),
-    (["data.codec=udp"], ("data.codec=udp does not go with eval.post_process=quarter_offset: "
+    (["data.codec=udp"], ("data.codec=udp does not go with eval.post_process=dark: "
                           "data.codec=udp needs eval.post_process=udp")),
 ])
 def test_bad_input_gets_one_clear_message(overrides, message, tmp_path, run_module):
