@@ -600,7 +600,7 @@ def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: 
     from pose.engine.estimator import PoseEstimator
     from pose.engine.precision import use_channels_last
 
-    check_eval_config(cfg.eval)
+    check_eval_config(cfg.eval, cfg.data.codec)
     decoding = decode_settings(cfg)
     if flip_test is not None:
         decoding = replace(decoding, flip_test=bool(flip_test))
@@ -615,7 +615,8 @@ def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: 
     scoring = EvaluationSettings(visibility_threshold=cfg.eval.visibility_threshold,
                                  nms=cfg.eval.nms, nms_threshold=cfg.eval.oks_nms_threshold)
     estimator = PoseEstimator(model, tuple(cfg.data.image_size), decoding, scoring,
-                              keypoint_spec(cfg.data), device, batch_size)
+                              keypoint_spec(cfg.data), device, batch_size,
+                              codec=cfg.data.codec)
     return estimator, weights
 
 

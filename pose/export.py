@@ -95,7 +95,11 @@ def export(cli_cfg: DictConfig) -> Path:
     path = output_path(cli_cfg)
     overrides = training_overrides(list(HydraConfig.get().overrides.task))
     cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
-    check_eval_config(cfg.eval)
+    check_eval_config(cfg.eval, cfg.data.codec)
+    if cfg.data.codec != "heatmap":
+        # pose.runtime cuts and decodes with the official geometry only; UDP's differs by a pixel.
+        raise ValueError(f"data.codec={cfg.data.codec}: pose.export writes models of the official "
+                         "heatmap codec only (pose.runtime has no UDP crop or decoding)")
     model, weights = model_from_checkpoint(cfg, checkpoint, ours)
     model.eval()
     input_size = tuple(cfg.data.image_size)

@@ -25,7 +25,7 @@ from pose.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     box_to_center_scale,
-    get_affine_transform,
+    crop_affine_transform,
     normalise,
     normalise_bgr,
     warp_image,
@@ -89,13 +89,15 @@ class PoseEstimator:
         device: where crops are cut (on CUDA) and the model runs.
         batch_size: crops per forward pass.
         padding: box enlargement around the person (official 1.25).
+        codec: how the model's training crops were cut, "heatmap" (official) or "udp"
+            (``data.codec``); the crops here are cut the same way.
     """
 
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor],
                  image_size: Sequence[int], decoding: DecodeSettings,
                  scoring: EvaluationSettings, keypoints: KeypointSpec,
                  device: torch.device | str = "cpu", batch_size: int = 32,
-                 padding: float = CROP_PADDING) -> None:
+                 padding: float = CROP_PADDING, codec: str = "heatmap") -> None:
         self.device = torch.device(device)
         self.model = model
         if isinstance(model, torch.nn.Module):
@@ -108,6 +110,7 @@ class PoseEstimator:
         self.keypoints = keypoints
         self.batch_size = max(1, int(batch_size))
         self.padding = padding
+        self.codec = codec
         self.nms = scoring.nms if keypoints.oks_sigmas is not None else "none"
         # Cut crops with grid_sample on the device (CUDA) rather than with OpenCV on the CPU.
         self.crops_on_device = self.device.type == "cuda"
@@ -207,7 +210,7 @@ class PoseEstimator:
         """Normalised crops [n, 3, h, w] on the device: on the CPU exactly the evaluation
         loader's (``cv2.warpAffine``), on CUDA (:attr:`crops_on_device`) a batched
         ``grid_sample`` warp per image (equal up to interpolation rounding)."""
-        matrices = [get_affine_transform(center, scale, 0, self.image_size)
+        matrices = [crop_affine_transform(self.codec, center, scale, 0, self.image_size)
                     for center, scale in zip(centers.numpy(), scales.numpy(), strict=True)]
         if not self.crops_on_device:
             crops = [normalise_bgr(warp_image(images[int(index)], matrix, self.image_size))
