@@ -184,7 +184,7 @@ def bench_video(args: argparse.Namespace, estimator: PoseEstimator, work: Path) 
             out = work / f"video_out_{interval}_{index}"
             out.mkdir()
             frames = VideoFrames(video)
-            settings = VideoSettings(detector_interval=interval, batch_size=args.batch_size,
+            settings = VideoSettings(detector_interval=interval,
                                      tracker=PoseTracker(sigmas=COCO_KEYPOINTS.oks_sigmas,
                                                          fps=frames.fps))
             summary = run_on_video(estimator, frames, boxes, out, settings)
