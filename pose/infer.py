@@ -115,7 +115,7 @@ def video_settings(cfg: DictConfig, keypoints: Any, fps: float,
             smoothing = (cfg.smooth.min_cutoff, cfg.smooth.beta)
         tracker = PoseTracker(cfg.track.max_age, cfg.track.metric, cfg.track.threshold,
                               keypoints.oks_sigmas, smoothing, fps)
-    return VideoSettings(detector_interval=cfg.detector.interval, batch_size=cfg.batch_size,
+    return VideoSettings(detector_interval=cfg.detector.interval,
                          kpt_threshold=cfg.kpt_threshold, person_threshold=cfg.person_threshold,
                          tracker=tracker, style=style)
 

@@ -3,9 +3,9 @@
 
 Images are read ``batch_size`` at a time by a background thread (decoding overlaps the model);
 the boxes of a batch come from one call of the box source, and all their crops go through the
-model together. A video streams: with ``detector_interval`` 1 its frames are batched the same
-way; with N > 1 the box source runs every N frames and, in between, each person's box is made
-from its keypoints in the previous frame. ``predictions.json`` grows in a temporary file that
+model together. A video streams: with ``detector_interval`` 1 its frames are taken 8 at a time
+(:class:`VideoSettings`) the same way; with N > 1 the box source runs every N frames and, in
+between, each person's box is made from its keypoints in the previous frame. ``predictions.json`` grows in a temporary file that
 replaces nothing until the run has finished.
 """
 
@@ -140,8 +140,9 @@ def run_on_images(estimator: PoseEstimator, images: Sequence[ImageFile], box_sou
     started, summary = time.perf_counter(), RunSummary()
     predictions = PredictionsFile(out_dir / "predictions.json")
     bar = progress(None, "infer", total=len(images), unit="img")
+    batches = read_ahead(_read_batches(images, batch_size, respect_exif))
     try:
-        for batch in read_ahead(_read_batches(images, batch_size, respect_exif)):
+        for batch in batches:
             readable = [(image, pixels) for image, pixels in batch if pixels is not None]
             summary.skipped += [image.name for image, pixels in batch if pixels is None]
             keys = [image for image, _ in readable]
@@ -159,6 +160,7 @@ def run_on_images(estimator: PoseEstimator, images: Sequence[ImageFile], box_sou
                           f"(corrupt or not images), e.g. {images[0].path}")
         predictions.commit()
     finally:
+        batches.close()  # stops the reading thread
         bar.close()
         predictions.discard()
     summary.seconds = time.perf_counter() - started
@@ -190,10 +192,12 @@ def boxes_from_people(people: Sequence[Person], kpt_threshold: float,
 class VideoSettings:
     """How a video is run: the box source every ``detector_interval`` frames (boxes from the
     previous frame's people in between: joints above ``kpt_threshold`` of people scoring at
-    least ``person_threshold``), frames per model step (``batch_size``), tracks and overlays."""
+    least ``person_threshold``), frames per step with ``detector_interval`` 1 (their crops go
+    through the model together; a few people each fill a forward batch, and even 4K frames
+    stay small in memory), tracks and overlays."""
 
     detector_interval: int = 1
-    batch_size: int = 32
+    frames_per_step: int = 8
     kpt_threshold: float = 0.3
     person_threshold: float = 0.3
     tracker: PoseTracker | None = None
@@ -222,10 +226,11 @@ def run_on_video(estimator: PoseEstimator, video: VideoFrames, box_source: BoxSo
         writer = open_video_writer(out_dir / f"{video.path.stem}.mp4", video.fps, video.size)
     bar = progress(None, "infer", total=video.frame_count or None, unit="frame")
     # Frames depend on the previous frame's people when the detector skips frames.
-    frames_per_step = settings.batch_size if settings.detector_interval == 1 else 1
+    frames_per_step = settings.frames_per_step if settings.detector_interval == 1 else 1
     previous: list[Person] = []
+    batches = read_ahead(_frame_batches(video, frames_per_step))
     try:
-        for batch in read_ahead(_frame_batches(video, frames_per_step)):
+        for batch in batches:
             indices = [index for index, _ in batch]
             frames = [frame for _, frame in batch]
             if indices[0] % settings.detector_interval == 0:
@@ -246,6 +251,7 @@ def run_on_video(estimator: PoseEstimator, video: VideoFrames, box_source: BoxSo
             bar.update(len(batch))
         predictions.commit()
     finally:
+        batches.close()  # stops the reading thread before its video is released
         bar.close()
         predictions.discard()
         video.close()
