@@ -45,7 +45,13 @@ from pose.engine.ema import ModelEma
 from pose.engine.inference import evaluate_model, evaluation_loader
 from pose.engine.logger import get_logger, prediction_pictures, setup_logging
 from pose.engine.optim import build_optimizer, build_scheduler
-from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.precision import (
+    autocast_choice,
+    autocast_dtype,
+    channels_last_choice,
+    grad_scaler_for,
+    prepare_model,
+)
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
 from pose.evaluation.evaluators import EVALUATORS
 from pose.losses import build_loss
@@ -139,9 +145,12 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     seed_everything(cfg.seed)
     device = context.device
     check_eval_config(cfg.eval)
-    logger.info("run folder: %s (device %s, %d process%s, autocast %s)\n%s", run_dir, device,
-                context.world_size, "es" if context.enabled else "",
-                autocast_dtype(cfg.train.precision, device) or "off", OmegaConf.to_yaml(cfg))
+    logger.info("run folder: %s (device %s, %d process%s)\n%s", run_dir, device,
+                context.world_size, "es" if context.enabled else "", OmegaConf.to_yaml(cfg))
+    autocast, autocast_reason = autocast_choice(cfg.train.precision, device)
+    logger.info("autocast %s (%s); channels_last %s (%s)",
+                str(autocast).removeprefix("torch.") if autocast else "off", autocast_reason,
+                *channels_last_choice(cfg.train.channels_last, device))
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
