@@ -106,8 +106,8 @@ def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: T
         model, build_loss(cfg.train.loss, use_target_weight=cfg.train.use_target_weight,
                           topk=cfg.train.ohkm_topk),
         optimizer, scheduler, train_model=train_model,
-        grad_scaler=grad_scaler_for(autocast_dtype(cfg.train.precision, context.device),
-                                    context.device),
+        grad_scaler=grad_scaler_for(
+            autocast_dtype(cfg.train.precision, context.device, cfg.model.name), context.device),
         ema=ModelEma(model, cfg.train.ema_decay) if cfg.train.ema else None,
         batch_transform=train_set.batch_transform())
 
@@ -117,7 +117,7 @@ def train_settings(cfg: DictConfig, context: DistributedContext, best_metric: st
     return TrainSettings(
         epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
         accumulate_steps=cfg.train.accumulate_steps,
-        autocast=autocast_dtype(cfg.train.precision, context.device),
+        autocast=autocast_dtype(cfg.train.precision, context.device, cfg.model.name),
         clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
         checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
         best_metric=best_metric)
@@ -147,7 +147,7 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     check_eval_config(cfg.eval)
     logger.info("run folder: %s (device %s, %d process%s)\n%s", run_dir, device,
                 context.world_size, "es" if context.enabled else "", OmegaConf.to_yaml(cfg))
-    autocast, autocast_reason = autocast_choice(cfg.train.precision, device)
+    autocast, autocast_reason = autocast_choice(cfg.train.precision, device, cfg.model.name)
     logger.info("autocast %s (%s); channels_last %s (%s)",
                 str(autocast).removeprefix("torch.") if autocast else "off", autocast_reason,
                 *channels_last_choice(cfg.train.channels_last, device))

@@ -146,6 +146,15 @@ def test_auto_precision_on_the_cpu_is_bf16_only_where_native(monkeypatch, cpu, e
     assert autocast_choice("fp32", torch.device("cpu"))[0] is None
 
 
+def test_auto_precision_keeps_lite_hrnet_in_float32_on_the_cpu(monkeypatch):
+    _cpu_with(monkeypatch, amx=True, avx512_bf16=True)
+    cpu = torch.device("cpu")
+    dtype, reason = autocast_choice("auto", cpu, "lite_hrnet_18")
+    assert dtype is None and "lite_hrnet_18 trains faster in float32" in reason
+    assert autocast_choice("auto", cpu, "hrnet_w32")[0] is torch.bfloat16
+    assert autocast_choice("bf16", cpu, "lite_hrnet_18")[0] is torch.bfloat16  # as asked
+
+
 def test_channels_last_default_is_on_for_cpu_and_cuda():
     for device in ("cpu", "cuda"):
         assert channels_last_choice(None, torch.device(device))[0] is True
