@@ -148,9 +148,10 @@ def run_training(cfg: DictConfig, context: DistributedContext) -> None:
     logger.info("run folder: %s (device %s, %d process%s)\n%s", run_dir, device,
                 context.world_size, "es" if context.enabled else "", OmegaConf.to_yaml(cfg))
     autocast, autocast_reason = autocast_choice(cfg.train.precision, device, cfg.model.name)
+    channels_last, channels_last_reason = channels_last_choice(cfg.train.channels_last, device)
     logger.info("autocast %s (%s); channels_last %s (%s)",
                 str(autocast).removeprefix("torch.") if autocast else "off", autocast_reason,
-                *channels_last_choice(cfg.train.channels_last, device))
+                "on" if channels_last else "off", channels_last_reason)
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     val_set = build_val_dataset(cfg)
