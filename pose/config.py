@@ -251,7 +251,10 @@ class InferConfig(Config):
     batch_size: int = 32  # crops per forward pass (and images read per step)
     flip_test: bool | None = None  # None: the checkpoint's eval.flip_test
     post_process: str | None = None  # None: the checkpoint's eval.post_process
-    backend: str = "torch"  # "torch"; "onnx" (pose.runtime) is wired in separately
+    # "torch" (checkpoint=), or "onnx": pose.runtime runs model_file=, a file pose.export wrote
+    # (its metadata gives the crop size, keypoint set and decoding; onnxruntime on the CPU).
+    backend: str = "torch"
+    model_file: str | None = None
     visualize: bool = True  # overlays in vis/ and, for a video, <video stem>.mp4
     kpt_threshold: float = 0.3  # joints at or below this confidence are not drawn
     # People whose pose score is below this are not drawn (predictions.json holds every pose)

@@ -25,6 +25,7 @@ from pose.config import (
     build_val_dataset,
     check_eval_config,
     checkpoint_config,
+    decode_settings,
     keypoint_spec,
     model_from_checkpoint,
     register_configs,
@@ -111,7 +112,7 @@ def export(cli_cfg: DictConfig) -> Path:
     metadata = export_metadata(
         cfg.model.name, file_sha256(cfg.checkpoint), keypoint_spec(cfg.data), input_size, stride,
         decoding=cfg.eval.post_process, target_sigma=cfg.data.sigma,
-        flip_test=cfg.eval.flip_test, shift_heatmap=cfg.eval.shift_heatmap,
+        flip_test=cfg.eval.flip_test, shift_heatmap=decode_settings(cfg).shift_heatmap,
         decode=cli_cfg.decode, half=cli_cfg.half, batch=batch)
     export_onnx(model, path, input_size, metadata=metadata, batch=batch, decode=cli_cfg.decode,
                 half=cli_cfg.half, opset=cli_cfg.opset)

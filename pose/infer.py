@@ -1,5 +1,6 @@
 """Run a trained model on your pictures: ``python -m pose.infer checkpoint=<path>
-input=<image | folder | glob | video> [overrides]``.
+input=<image | folder | glob | video> [overrides]``, or an exported one without PyTorch's model
+code: ``backend=onnx model_file=<file.onnx>`` (:mod:`pose.runtime`, onnxruntime on the CPU).
 
 Person boxes come from ``boxes=<COCO detection results json>``, a torchvision detector
 (``detector=torchvision``, the default: ``detector.model``, ``detector.weights``,
@@ -42,6 +43,7 @@ from pose.engine.detectors import (
     WholeImageDetector,
     build_torchvision_detector,
 )
+from pose.engine.estimator import OnnxPoseEstimator, PoseEstimator
 from pose.engine.logger import get_logger, setup_logging
 from pose.engine.pipeline import (
     OverlayStyle,
@@ -52,11 +54,12 @@ from pose.engine.pipeline import (
 )
 from pose.engine.tracking import PoseTracker
 from pose.evaluation.decode import POST_PROCESSES
+from pose.evaluation.evaluators import EvaluationSettings
 
 register_configs()
 TRACK_METRICS = ("oks", "iou")
 SMOOTH_METHODS = ("none", "one_euro")
-BACKENDS = ("torch", "onnx")  # onnx: pose.runtime's exported model, wired in separately
+BACKENDS = ("torch", "onnx")  # onnx: pose.runtime on the file pose.export wrote
 
 
 def refuse_existing_output(out_dir: Path) -> None:
@@ -81,9 +84,12 @@ def check_infer_config(cfg: DictConfig) -> None:
                               ("track.max_age", cfg.track.max_age, 0)):
         if value < least:
             raise ValueError(f"{key}={value} must be at least {least}")
-    if cfg.backend == "onnx":
-        raise ValueError("backend=onnx is not available in pose.infer yet (the ONNX runtime, "
-                         "pose.runtime, is wired in separately); use backend=torch")
+    if (cfg.backend == "onnx") != (cfg.model_file is not None):
+        raise ValueError("backend=onnx runs model_file=<file.onnx> (written by pose.export), and "
+                         "model_file= needs backend=onnx")
+    if cfg.backend == "onnx" and not OmegaConf.is_missing(cfg, "checkpoint"):
+        raise ValueError("backend=onnx runs model_file= (its metadata names the model); "
+                         "checkpoint= is for backend=torch")
 
 
 def build_box_source(cfg: DictConfig, media: MediaInput, device: Any) -> BoxSource:
@@ -103,6 +109,24 @@ def build_box_source(cfg: DictConfig, media: MediaInput, device: Any) -> BoxSour
     model = build_torchvision_detector(cfg.detector.model, cfg.detector.weights)
     return TorchvisionDetector(model, device, cfg.detector.score_threshold,
                                cfg.detector.category_id, cfg.detector.batch_size)
+
+
+def build_estimator(cli_cfg: DictConfig, device: Any) -> tuple[PoseEstimator, str, str]:
+    """The estimator of ``checkpoint=`` (PyTorch, on ``device``) or, with ``backend=onnx``, of
+    ``model_file=`` (pose.runtime, on the CPU); the phrase naming its weights; the model's
+    name."""
+    if cli_cfg.backend == "onnx":
+        scoring = EvaluationSettings(visibility_threshold=cli_cfg.eval.visibility_threshold,
+                                     nms=cli_cfg.eval.nms,
+                                     nms_threshold=cli_cfg.eval.oks_nms_threshold)
+        estimator = OnnxPoseEstimator(cli_cfg.model_file, scoring, cli_cfg.batch_size,
+                                      cli_cfg.flip_test, cli_cfg.post_process)
+        return estimator, f"the exported model {cli_cfg.model_file}", estimator.model_name
+    overrides = training_overrides(list(HydraConfig.get().overrides.task))
+    cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
+    estimator, weights = estimator_from_config(cfg, checkpoint, ours, device, cli_cfg.batch_size,
+                                               cli_cfg.flip_test, cli_cfg.post_process)
+    return estimator, weights, cfg.model.name
 
 
 def video_settings(cfg: DictConfig, keypoints: Any, fps: float,
@@ -148,13 +172,10 @@ def infer(cli_cfg: DictConfig) -> RunSummary:
     device = resolve_device(cli_cfg.device)
     media = resolve_input(cli_cfg.input, cli_cfg.recursive)
     box_source = build_box_source(cli_cfg, media, device)
-    overrides = training_overrides(list(HydraConfig.get().overrides.task))
-    cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
-    estimator, weights = estimator_from_config(cfg, checkpoint, ours, device, cli_cfg.batch_size,
-                                               cli_cfg.flip_test, cli_cfg.post_process)
+    estimator, weights, model_name = build_estimator(cli_cfg, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(out_dir)
-    logger.info("running %s (%s) on %s, %s, flip test %s", weights, cfg.model.name,
+    logger.info("running %s (%s) on %s, %s, flip test %s", weights, model_name,
                 cli_cfg.input, "boxes from " + (cli_cfg.boxes or cli_cfg.detector.name),
                 "on" if estimator.decoding.flip_test else "off")
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cli_cfg))
@@ -223,6 +244,8 @@ def check_arguments(arguments: list[str]) -> None:
     required = {"checkpoint": ("a .pt file written by pose.train, or official HRNet / "
                                "Lite-HRNet / mmpose weights with model=<name>"),
                 "input": "an image, a folder of images, a glob or a video"}
+    if "backend=onnx" in arguments:  # the exported file replaces the checkpoint
+        required.pop("checkpoint")
     for key, what in required.items():
         if not any(arg.startswith(f"{key}=") for arg in arguments):
             sys.exit(f"pose.infer: error: {key}=<path> is required ({what})")

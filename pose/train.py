@@ -46,7 +46,13 @@ from pose.engine.ema import ModelEma
 from pose.engine.inference import evaluate_model, evaluation_loader
 from pose.engine.logger import get_logger, prediction_pictures, setup_logging
 from pose.engine.optim import build_optimizer, build_scheduler
-from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.precision import (
+    autocast_choice,
+    autocast_dtype,
+    channels_last_choice,
+    grad_scaler_for,
+    prepare_model,
+)
 from pose.engine.run_dir import RunFolder
 from pose.engine.trainer import TrainParts, TrainSettings, fit, seed_everything
 from pose.losses import build_loss
@@ -109,8 +115,8 @@ def build_train_parts(cfg: DictConfig, context: DistributedContext, train_set: T
                           topk=cfg.train.ohkm_topk,
                           joint_weights=train_set.keypoints.joint_weights),
         optimizer, scheduler, train_model=train_model,
-        grad_scaler=grad_scaler_for(autocast_dtype(cfg.train.precision, context.device),
-                                    context.device),
+        grad_scaler=grad_scaler_for(
+            autocast_dtype(cfg.train.precision, context.device, cfg.model.name), context.device),
         ema=ModelEma(model, cfg.train.ema_decay) if cfg.train.ema else None,
         batch_transform=train_set.batch_transform())
 
@@ -120,7 +126,7 @@ def train_settings(cfg: DictConfig, context: DistributedContext, best_metric: st
     return TrainSettings(
         epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
         accumulate_steps=cfg.train.accumulate_steps,
-        autocast=autocast_dtype(cfg.train.precision, context.device),
+        autocast=autocast_dtype(cfg.train.precision, context.device, cfg.model.name),
         clip_grad_norm=cfg.train.clip_grad_norm, log_interval=cfg.train.log_interval,
         checkpoint_interval=cfg.train.checkpoint_interval, eval_interval=cfg.train.eval_interval,
         best_metric=best_metric)
@@ -146,9 +152,13 @@ def run_training(cfg: DictConfig, context: DistributedContext, run_folder: RunFo
     seed_everything(cfg.seed)
     device = context.device
     check_eval_config(cfg.eval, cfg.data.codec)
-    logger.info("run folder: %s (device %s, %d process%s, autocast %s)\n%s", run_dir, device,
-                context.world_size, "es" if context.enabled else "",
-                autocast_dtype(cfg.train.precision, device) or "off", OmegaConf.to_yaml(cfg))
+    logger.info("run folder: %s (device %s, %d process%s)\n%s", run_dir, device,
+                context.world_size, "es" if context.enabled else "", OmegaConf.to_yaml(cfg))
+    autocast, autocast_reason = autocast_choice(cfg.train.precision, device, cfg.model.name)
+    channels_last, channels_last_reason = channels_last_choice(cfg.train.channels_last, device)
+    logger.info("autocast %s (%s); channels_last %s (%s)",
+                str(autocast).removeprefix("torch.") if autocast else "off", autocast_reason,
+                "on" if channels_last else "off", channels_last_reason)
 
     train_set = build_dataset(cfg.data, train=True, seed=cfg.seed)
     # The set (and so the model's joint count) is fixed in the config before it is written.

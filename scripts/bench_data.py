@@ -334,7 +334,8 @@ def main() -> int:
                     for loader, run in row.items()
                 }
         report = {
-            "images": "640x480 synthetic JPEGs (pose.synthetic), quality 92",
+            "images": (f"the dataset in {args.data}" if args.data else
+                       "640x480 synthetic JPEGs (pose.synthetic), quality 92"),
             "batch_size": args.batch_size,
             "timed_samples_per_run": args.batches * args.batch_size,
             "repeats": args.repeats,

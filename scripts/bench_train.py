@@ -9,14 +9,20 @@ preset's model, loss and optimizer) at batch 32 and prints one JSON object:
 * ``loader`` rows: the real data pipeline (COCO-format JPEGs generated into a temporary folder,
   ``CocoKeypoints`` with the preset's augmentation, DataLoader workers), end to end.
 
-Modes: ``fp32`` (eager float32), ``bf16_cl`` (bfloat16 autocast + channels_last), and
-``bf16_cl_compile`` (+ ``torch.compile``). Defaults: on CUDA all three; on the CPU ``fp32`` and,
-where the CPU has native bfloat16, ``bf16_cl`` (compiling HRNet on a CPU takes many minutes).
+Modes: ``fp32`` (eager float32), ``fp32_cl`` (+ channels_last), ``fp32_cl_compile`` (+
+``torch.compile``), ``bf16_cl`` (bfloat16 autocast + channels_last) and ``bf16_cl_compile``.
+Defaults: on CUDA ``fp32``, ``bf16_cl`` and ``bf16_cl_compile``; on the CPU ``fp32``,
+``fp32_cl``, ``fp32_cl_compile`` and, where the CPU has native bfloat16 (what
+``train.precision=auto`` picks), ``bf16_cl``. ``warmup_s`` is the time of the untimed first
+steps: with compile, the compilation. ``cpu_seconds_per_step`` is the process's CPU time (all
+threads) per timed step: on a shared machine it moves less with the load than wall time does.
 Every configuration runs in its own process, so its peak memory (CUDA: max allocated; CPU: the
-process's max resident set) is its own.
+process's max resident set) is its own. To see the AVX2/float32 case on a newer CPU:
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python scripts/bench_train.py``.
 
     python scripts/bench_train.py
     python scripts/bench_train.py --experiments lite_hrnet_18_256x192 --modes fp32 --steps 3
+    OMP_NUM_THREADS=1 python scripts/bench_train.py --no-loader --batch-size 8
 """
 
 from __future__ import annotations
@@ -42,7 +48,12 @@ from pose.data import collate_skip_none
 from pose.engine.distributed import DistributedContext, ResumableSampler
 from pose.engine.logger import StepLogger
 from pose.engine.optim import build_optimizer
-from pose.engine.precision import autocast_dtype, grad_scaler_for, prepare_model
+from pose.engine.precision import (
+    autocast_dtype,
+    cpu_bfloat16_support,
+    grad_scaler_for,
+    prepare_model,
+)
 from pose.engine.trainer import TrainParts, TrainSettings, TrainState, train_one_epoch
 from pose.losses import build_loss
 from pose.models import create_model
@@ -51,6 +62,8 @@ from pose.synthetic import generate_coco_dataset
 CONF_ROOT = Path(__file__).resolve().parents[1] / "conf"
 MODES = {  # precision, channels_last, compile
     "fp32": ("fp32", False, False),
+    "fp32_cl": ("fp32", True, False),
+    "fp32_cl_compile": ("fp32", True, True),
     "bf16_cl": ("bf16", True, False),
     "bf16_cl_compile": ("bf16", True, True),
 }
@@ -114,20 +127,23 @@ def measure(args: argparse.Namespace) -> dict:
 
     parts = TrainParts(model, loss_fn, optimizer, train_model=train_model,
                        grad_scaler=grad_scaler_for(autocast, device))
+    warmup_started = time.perf_counter()
     train_one_epoch(parts, Batches(stream, args.warmup), device, TrainState(),
                     TrainSettings(autocast=autocast, log_interval=10**9),
                     StepLogger(CapturedScalars(), show_progress=False))
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    warmup_seconds = time.perf_counter() - warmup_started
     captured = CapturedScalars()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     train_one_epoch(parts, Batches(stream, args.steps), device, TrainState(),
                     TrainSettings(autocast=autocast, log_interval=args.steps),
                     StepLogger(captured, show_progress=False))
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -142,6 +158,8 @@ def measure(args: argparse.Namespace) -> dict:
         "images_per_s": round(captured.values["train/samples_per_s"], 2),
         "images_per_s_synchronized": round(args.steps * batch_size / seconds, 2),
         "seconds_per_step": round(seconds / args.steps, 4),
+        "cpu_seconds_per_step": round(cpu_seconds / args.steps, 4),
+        "warmup_s": round(warmup_seconds, 1),
         "data_wait_fraction": round(captured.values["train/data_wait_fraction"], 4),
         "peak_memory_mib": round(peak_mib, 1),
         "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process max RSS",
@@ -192,13 +210,15 @@ def main() -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     modes = args.modes
     if modes is None:
-        native_bf16 = cuda or torch.cpu._is_avx512_bf16_supported() or (
-            torch.cpu._is_amx_tile_supported())
-        modes = list(MODES) if cuda else ["fp32", *(["bf16_cl"] if native_bf16 else [])]
+        native_bf16 = cpu_bfloat16_support()[0]
+        modes = (["fp32", "bf16_cl", "bf16_cl_compile"] if cuda else
+                 ["fp32", "fp32_cl", "fp32_cl_compile", *(["bf16_cl"] if native_bf16 else [])])
     report = {
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads":
-        torch.get_num_threads(), "results": [], "failures": [],
+        torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bfloat16": cpu_bfloat16_support()[1], "load_average": os.getloadavg(),
+        "results": [], "failures": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
         data = Path(scratch) / "coco"

@@ -1,23 +1,28 @@
 """``make demo``: generate the embedded dataset, train the ``demo`` experiment on the CPU,
 evaluate it with detector boxes (with the preset's DARK decoding, and with the official
 quarter-offset decoding for comparison), run the trained model with ``pose.infer`` on a few val
-images and on a rendered video of people walking, and say where the logs and pictures are.
+images and on a rendered video of people walking, and say where the logs and pictures are, with
+the wall time of each stage.
 ``make demo-quadruped`` (``--subject quadruped``) trains and evaluates the embedded non-human
 example the same way: synthetic quadrupeds in AP-10K's layout, ``experiment=demo_quadruped``.
 
-Every step is the public command a user would type (``python -m pose.train`` / ``pose.eval``).
+Every step is the public command a user would type (``python -m pose.train`` / ``pose.eval`` /
+``pose.infer``). Each stage is its own function, timed by ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pose.evaluation import format_metrics_table
 from pose.evaluation.pck import PCK_NAMES
@@ -33,6 +38,62 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
+def generate_stage(data: Path, subject: str) -> None:
+    """The embedded dataset of ``subject`` in ``data``, unless it is there already."""
+    if (data / "annotations").is_dir():
+        print(f"using the dataset in {data}", flush=True)
+        return
+    _, _, num_train, num_val = DEMOS[subject]
+    print(f"generating the embedded dataset in {data} ...", flush=True)
+    summary = generate_coco_dataset(data, num_train_images=num_train, num_val_images=num_val,
+                                    seed=0, subject=subject)
+    print(f"  {summary}", flush=True)
+
+
+def train_stage(experiment: str, data: Path, run_dir: Path, overrides: list[str]) -> None:
+    """``pose.train experiment=<experiment>`` into ``run_dir`` (its final evaluation uses GT
+    boxes)."""
+    run([sys.executable, "-m", "pose.train", f"experiment={experiment}", f"data.root={data}",
+         f"hydra.run.dir={run_dir}", *overrides])
+
+
+def evaluate_stage(detections: Path, run_dir: Path) -> tuple[Path, Path]:
+    """``pose.eval`` of ``best.pt`` with detector boxes, DARK decoding (the preset's) and the
+    official quarter offset; returns their two output folders."""
+    eval_dir = run_dir / "eval_detections"
+    evaluate_detections = [sys.executable, "-m", "pose.eval",
+                           f"checkpoint={run_dir / 'best.pt'}", "eval.use_gt_boxes=false",
+                           f"eval.det_file={detections}"]
+    run([*evaluate_detections, f"hydra.run.dir={eval_dir}"])
+    official_dir = run_dir / "eval_detections_quarter_offset"
+    run([*evaluate_detections, "eval.post_process=quarter_offset", "eval.num_visualize=0",
+         f"hydra.run.dir={official_dir}"])
+    return eval_dir, official_dir
+
+
+def print_report(run_dir: Path, eval_dir: Path, official_dir: Path,
+                 stage_seconds: dict[str, float]) -> None:
+    """The AP table, the official decoding's AP beside it, the stage times and the outputs."""
+    gt_metrics = json.loads((run_dir / "metrics.json").read_text())
+    det_metrics = json.loads((eval_dir / "metrics.json").read_text())
+    official_metrics = json.loads((official_dir / "metrics.json").read_text())
+    # The demo's budget covers generation, training and evaluation; inference comes after.
+    budget = sum(seconds for name, seconds in stage_seconds.items() if name != "inference")
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stage_seconds.items())
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\n=== demo trained and evaluated in {budget / 60:.1f} min ({stages}; "
+          f"load average {load}) ===")
+    print(f"val AP with detector boxes, flip test and DARK decoding ({eval_dir / 'metrics.json'}):")
+    print(format_metrics_table(det_metrics))
+    print(format_metrics_table(det_metrics, (*PCK_NAMES, "EPE", "misses")))
+    print(f"the same with the official quarter-offset decoding "
+          f"({official_dir / 'metrics.json'}): {official_metrics['AP']:.3f}")
+    print(f"val AP with ground-truth boxes ({run_dir / 'metrics.json'}): {gt_metrics['AP']:.3f}")
+    print(f"checkpoints:      {run_dir / 'best.pt'}, {run_dir / 'last.pt'}")
+    print(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
+    print(f"predicted skeletons on val images: {eval_dir / 'predictions.jpg'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subject", choices=sorted(DEMOS), default="person",
@@ -43,51 +104,31 @@ def main() -> int:
                         help="run folder (default outputs/<experiment>/<time>)")
     parser.add_argument("overrides", nargs="*", help="extra pose.train overrides")
     args = parser.parse_args()
-    started = time.perf_counter()
-
-    experiment, default_data, num_train, num_val = DEMOS[args.subject]
+    experiment, default_data, _, _ = DEMOS[args.subject]
     data = Path(args.data or default_data)
-    if not (data / "annotations").is_dir():
-        print(f"generating the embedded dataset in {data} ...", flush=True)
-        summary = generate_coco_dataset(data, num_train_images=num_train,
-                                        num_val_images=num_val, seed=0, subject=args.subject)
-        print(f"  {summary} in {time.perf_counter() - started:.0f} s", flush=True)
     run_dir = Path(args.out or f"outputs/{experiment}/{datetime.now():%Y-%m-%d_%H-%M-%S}")
     detections = data / "annotations" / SUBJECTS[args.subject].detections_file
+    stage_seconds: dict[str, float] = {}
+
+    def timed(name: str, stage: Callable[..., Any], *stage_args: Any) -> Any:
+        started = time.perf_counter()
+        result = stage(*stage_args)
+        stage_seconds[name] = time.perf_counter() - started
+        print(f"--- {name}: {stage_seconds[name]:.0f} s", flush=True)
+        return result
 
     try:
-        run([sys.executable, "-m", "pose.train", f"experiment={experiment}", f"data.root={data}",
-             f"hydra.run.dir={run_dir}", *args.overrides])
-        eval_dir = run_dir / "eval_detections"
-        evaluate_detections = [sys.executable, "-m", "pose.eval",
-                               f"checkpoint={run_dir / 'best.pt'}", "eval.use_gt_boxes=false",
-                               f"eval.det_file={detections}"]
-        run([*evaluate_detections, f"hydra.run.dir={eval_dir}"])
-        official_dir = run_dir / "eval_detections_quarter_offset"
-        run([*evaluate_detections, "eval.post_process=quarter_offset", "eval.num_visualize=0",
-             f"hydra.run.dir={official_dir}"])
+        timed("generation", generate_stage, data, args.subject)
+        timed("training", train_stage, experiment, data, run_dir, args.overrides)
+        eval_dir, official_dir = timed("evaluation", evaluate_stage, detections, run_dir)
         # pose.infer's stage runs the people model on pictures and a video of people.
-        inference_lines = (inference_stage(run_dir, data, detections)
+        inference_lines = (timed("inference", inference_stage, run_dir, data, detections)
                            if args.subject == "person" else [])
     except subprocess.CalledProcessError as error:
         print(f"demo: a step failed (exit {error.returncode}); see its output above",
               file=sys.stderr)
         return 1
-
-    gt_metrics = json.loads((run_dir / "metrics.json").read_text())
-    det_metrics = json.loads((eval_dir / "metrics.json").read_text())
-    official_metrics = json.loads((official_dir / "metrics.json").read_text())
-    minutes = (time.perf_counter() - started) / 60
-    print(f"\n=== demo finished in {minutes:.1f} min ===")
-    print(f"val AP with detector boxes, flip test and DARK decoding ({eval_dir / 'metrics.json'}):")
-    print(format_metrics_table(det_metrics))
-    print(format_metrics_table(det_metrics, (*PCK_NAMES, "EPE", "misses")))
-    print(f"the same with the official quarter-offset decoding "
-          f"({official_dir / 'metrics.json'}): {official_metrics['AP']:.3f}")
-    print(f"val AP with ground-truth boxes ({run_dir / 'metrics.json'}): {gt_metrics['AP']:.3f}")
-    print(f"checkpoints:      {run_dir / 'best.pt'}, {run_dir / 'last.pt'}")
-    print(f"TensorBoard logs: tensorboard --logdir {run_dir / 'tensorboard'}")
-    print(f"predicted skeletons on val images: {eval_dir / 'predictions.jpg'}")
+    print_report(run_dir, eval_dir, official_dir, stage_seconds)
     print("\n".join(inference_lines))
     return 0
 
@@ -126,7 +167,6 @@ def inference_inputs(run_dir: Path, data: Path, detections_file: Path
 def inference_stage(run_dir: Path, data: Path, detections_file: Path) -> list[str]:
     """Run ``pose.infer`` with the trained checkpoint on the images and the video; the lines
     saying where the overlays are."""
-    started = time.perf_counter()
     print("\n=== pose.infer on images and a video ===", flush=True)
     images, image_boxes, video, video_boxes = inference_inputs(run_dir, data,
                                                                  detections_file)
@@ -135,8 +175,6 @@ def inference_stage(run_dir: Path, data: Path, detections_file: Path) -> list[st
     run([*infer, f"input={images}", f"boxes={image_boxes}", f"hydra.run.dir={images_out}"])
     run([*infer, f"input={video}", f"boxes={video_boxes}", "smooth.method=one_euro",
          f"hydra.run.dir={video_out}"])
-    seconds = time.perf_counter() - started
-    print(f"=== pose.infer stage: {seconds:.0f} s ===", flush=True)
     video_line = (f"pose.infer on a rendered video (tracks, One-Euro smoothing): "
                   f"{video_out / video.name} (predictions: {video_out / 'predictions.json'})")
     return [f"pose.infer overlays on val images: {images_out / 'vis'}", video_line]

@@ -12,7 +12,12 @@ from torch import nn
 from pose.engine.checkpoint import load_checkpoint, save_checkpoint
 from pose.engine.logger import ScalarWriter, StepLogger
 from pose.engine.optim import build_optimizer, linear_warmup_factor, multistep_lr
-from pose.engine.precision import autocast_dtype, grad_scaler_for
+from pose.engine.precision import (
+    autocast_choice,
+    autocast_dtype,
+    channels_last_choice,
+    grad_scaler_for,
+)
 from pose.engine.trainer import TrainParts, TrainSettings, TrainState, fit, train_one_epoch
 from pose.losses import build_loss
 from pose.models.weights import CheckpointError, load_model_weights
@@ -93,7 +98,6 @@ def test_unknown_optimizer():
 def test_precision_names_are_checked():
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None
-    assert autocast_dtype("auto", cpu) is None  # float32 on the CPU unless asked
     assert autocast_dtype("fp16", cpu) is torch.float16
     assert autocast_dtype("bf16", torch.device("cuda")) is torch.bfloat16
     with pytest.raises(ValueError, match="train.precision='half'.*auto, fp32, bf16, fp16"):
@@ -111,6 +115,51 @@ def test_bf16_falls_back_to_fp32_on_cpus_without_it(monkeypatch, caplog):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert autocast_dtype("bf16", torch.device("cpu")) is None
     assert "no native bfloat16" in caplog.text
+
+
+def _cpu_with(monkeypatch, *, amx: bool, avx512_bf16: bool, capability: str = "AVX512",
+              onednn_isa: str | None = None) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if onednn_isa is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_isa)
+
+
+@pytest.mark.parametrize(("cpu", "expected", "why"), [
+    ({"amx": True, "avx512_bf16": True}, torch.bfloat16, "has AMX"),
+    ({"amx": False, "avx512_bf16": True}, torch.bfloat16, "has AVX512-BF16"),
+    ({"amx": False, "avx512_bf16": False}, None, "no native bfloat16"),
+    # The AVX2 emulation of the demo's budget (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2).
+    ({"amx": True, "avx512_bf16": True, "capability": "AVX2"}, None, "AVX2 kernels"),
+    ({"amx": True, "avx512_bf16": True, "onednn_isa": "avx2"}, None, "capped at AVX2"),
+    ({"amx": True, "avx512_bf16": True, "onednn_isa": "AVX512_CORE_AMX"}, torch.bfloat16, "AMX"),
+])
+def test_auto_precision_on_the_cpu_is_bf16_only_where_native(monkeypatch, cpu, expected, why):
+    _cpu_with(monkeypatch, **cpu)
+    dtype, reason = autocast_choice("auto", torch.device("cpu"))
+    assert dtype is expected and why in reason
+    assert autocast_dtype("bf16", torch.device("cpu")) is expected
+    assert autocast_choice("fp32", torch.device("cpu"))[0] is None
+
+
+def test_auto_precision_keeps_lite_hrnet_in_float32_on_the_cpu(monkeypatch):
+    _cpu_with(monkeypatch, amx=True, avx512_bf16=True)
+    cpu = torch.device("cpu")
+    dtype, reason = autocast_choice("auto", cpu, "lite_hrnet_18")
+    assert dtype is None and "lite_hrnet_18 trains faster in float32" in reason
+    assert autocast_choice("auto", cpu, "hrnet_w32")[0] is torch.bfloat16
+    assert autocast_choice("bf16", cpu, "lite_hrnet_18")[0] is torch.bfloat16  # as asked
+
+
+def test_channels_last_default_is_on_for_cpu_and_cuda():
+    for device in ("cpu", "cuda"):
+        assert channels_last_choice(None, torch.device(device))[0] is True
+    assert channels_last_choice(None, torch.device("mps"))[0] is False
+    assert channels_last_choice(False, torch.device("cpu")) == (False, "train.channels_last=false")
 
 
 class _Recorder(nn.Module):

@@ -233,14 +233,14 @@ def _preset_sizes() -> list[tuple[str, int, tuple[int, int]]]:
     that no preset uses."""
     from hydra import compose, initialize_config_dir
 
-    from pose.config import register_configs
+    from pose.config import configured_num_joints, register_configs
 
     register_configs()
     cases = set()
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
         for preset in sorted((REPO_ROOT / "conf" / "experiment").glob("*.yaml")):
             cfg = compose(config_name="train", overrides=[f"experiment={preset.stem}"])
-            cases.add((cfg.model.name, cfg.model.num_joints, tuple(cfg.data.image_size)))
+            cases.add((cfg.model.name, configured_num_joints(cfg), tuple(cfg.data.image_size)))
     used = {name for name, _, _ in cases}
     cases.update((name, 17, INPUT_SIZE) for name in list_models() if name not in used)
     return sorted(cases)

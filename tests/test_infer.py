@@ -444,7 +444,14 @@ BAD_INPUTS = [
      "{tmp}/not_a_checkpoint.pt is not a pose checkpoint"),
     ({"hydra.run.dir": "{tmp}/used"}, "output folder {tmp}/used already exists"),
     ({"track.metric": "pixels"}, "track.metric='pixels' is not known: expected one of oks, iou"),
-    ({"backend": "onnx"}, "backend=onnx is not available in pose.infer yet"),
+    ({"backend": "onnx"}, "backend=onnx runs model_file=<file.onnx> (written by pose.export)"),
+    ({"model_file": "{tmp}/model.onnx"}, "model_file= needs backend=onnx"),
+    ({"backend": "onnx", "model_file": "{tmp}/missing.onnx", "checkpoint": None},
+     "ONNX model not found: {tmp}/missing.onnx"),
+    ({"backend": "onnx", "model_file": "{tmp}/not_a_checkpoint.pt", "checkpoint": None},
+     "{tmp}/not_a_checkpoint.pt is not an ONNX model onnxruntime can load"),
+    ({"backend": "onnx", "model_file": "{tmp}/missing.onnx"},
+     "checkpoint= is for backend=torch"),
 ]
 
 
@@ -457,9 +464,10 @@ def test_bad_input_gets_one_line_and_writes_nothing(changes, message, bad_inputs
     arguments = {"checkpoint": str(checkpoint), "input": str(sample_root / SPLIT),
                  "boxes": str(coco_sample_dir / DET_FILE),
                  "hydra.run.dir": str(bad_inputs / "run")}
-    arguments.update({key: value.format(tmp=bad_inputs) for key, value in changes.items()})
-    code, _, err = run_infer(monkeypatch, capsys,
-                             *(f"{key}={value}" for key, value in arguments.items()))
+    arguments.update({key: value and value.format(tmp=bad_inputs)
+                      for key, value in changes.items()})
+    code, _, err = run_infer(monkeypatch, capsys, *(f"{key}={value}" for key, value in
+                                                    arguments.items() if value is not None))
     assert code != 0
     lines = err.strip().splitlines()
     assert lines[-1].startswith("pose.infer: error: ") and "Traceback" not in err
@@ -519,6 +527,36 @@ def test_infer_equals_eval_results(checkpoint, sample_root, coco_sample_dir, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # an export and two runs of pose.infer
+def test_onnx_backend_equals_the_torch_backend(checkpoint, sample_root, coco_sample_dir,
+                                               tmp_path, run_module):
+    """``backend=onnx`` on the file pose.export wrote: the same people as the PyTorch backend,
+    keypoints within 0.05 px (pose.runtime against pose.infer, issue 17)."""
+    onnx_file = tmp_path / "model.onnx"
+    exported = run_module("pose.export", f"checkpoint={checkpoint}", f"output={onnx_file}",
+                          "parity_crops=2")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    common = [f"input={sample_root / SPLIT}", f"boxes={coco_sample_dir / DET_FILE}",
+              "visualize=false"]
+    results = {}
+    for backend, model in (("torch", f"checkpoint={checkpoint}"),
+                           ("onnx", f"model_file={onnx_file}")):
+        run = run_module("pose.infer", f"backend={backend}", model, *common,
+                         f"hydra.run.dir={tmp_path / backend}")
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[backend] = json.loads((tmp_path / backend / "predictions.json").read_text())
+    assert "the exported model" in (tmp_path / "onnx" / "log.txt").read_text()
+    expected, actual = people_by_image(results["torch"]), people_by_image(results["onnx"])
+    assert sorted(actual) == sorted(expected) and len(results["onnx"]) > 10
+    for image_id, poses in expected.items():
+        assert len(actual[image_id]) == len(poses), image_id
+        for want, got in zip(poses, actual[image_id], strict=True):
+            want_xy = np.reshape(want["keypoints"], (-1, 3))[:, :2]
+            got_xy = np.reshape(got["keypoints"], (-1, 3))[:, :2]
+            np.testing.assert_allclose(got_xy, want_xy, rtol=0, atol=0.05)
+            assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+
+
 def test_video_gives_every_frame_and_keeps_track_ids(checkpoint, tmp_path, run_module):
     """Two people walk across a rendered video; with their boxes (a boxes file keyed by frame)
     each keeps one track id throughout."""

@@ -7,7 +7,9 @@ cuts crops), the model with the flip test (:func:`pose.engine.inference.predict_
 decoding, and the rescoring and OKS-NMS of :func:`pose.evaluation.coco.rescore_and_nms`. Given
 the same boxes and settings, its keypoints are ``pose.eval``'s.
 
-``pose.infer`` (images, folders, videos, detectors, tracking) is built on it.
+``OnnxPoseEstimator`` is the same on a file ``pose.export`` wrote: crops, network and decoding are
+:mod:`pose.runtime`'s (onnxruntime), boxes, rescoring and OKS-NMS these. ``pose.infer`` (images,
+folders, videos, detectors, tracking; ``backend=onnx`` for the second) is built on them.
 """
 
 from __future__ import annotations
@@ -239,6 +241,69 @@ class PoseEstimator:
                 box=crops.boxes[row, :4].copy(), score=float(scores[row]),
                 box_score=float(crops.boxes[row, 4])))
         return people
+
+
+class OnnxPoseEstimator(PoseEstimator):
+    """:class:`PoseEstimator` of an exported model (``python -m pose.export``): each image's
+    crops, the network (onnxruntime on the CPU), the flip test and the decoding are
+    :class:`pose.runtime.OnnxPoseModel`'s, configured by the file's metadata; the boxes, the
+    rescoring and OKS-NMS are :class:`PoseEstimator`'s, with ``scoring``.
+
+    Args:
+        path: the ``.onnx`` file.
+        scoring: rescoring and NMS settings (``eval.visibility_threshold``, ``eval.nms``, ...).
+        batch_size: crops per run of the network.
+        flip_test: None: the metadata's (how the model was evaluated).
+        post_process: None: the metadata's; pose.runtime decodes "quarter_offset" and "none".
+        threads: onnxruntime's intra-op threads (None: its default).
+    """
+
+    def __init__(self, path: str | Path, scoring: EvaluationSettings, batch_size: int = 32,
+                 flip_test: bool | None = None, post_process: str | None = None,
+                 threads: int | None = None) -> None:
+        from pose.runtime import OnnxPoseModel
+        from pose.runtime.metadata import RUNTIME_DECODINGS
+
+        runtime = OnnxPoseModel(path, threads=threads)
+        meta = runtime.metadata
+        post_process = meta.decoding if post_process is None else post_process
+        if post_process not in RUNTIME_DECODINGS:
+            raise ValueError(f"{path} was evaluated with {post_process!r} decoding, which "
+                             "pose.runtime does not implement: pass post_process= one of "
+                             f"{', '.join(RUNTIME_DECODINGS)}")
+        decoding = DecodeSettings(
+            flip_pairs=meta.flip_pairs, flip_test=meta.flip_test if flip_test is None
+            else bool(flip_test), shift_heatmap=meta.shift_heatmap, post_process=post_process,
+            sigma=meta.target_sigma)
+        keypoints = KeypointSpec(meta.keypoint_set, meta.keypoint_names, meta.flip_pairs,
+                                 meta.skeleton, (), (), meta.oks_sigmas, source=str(path))
+
+        def heatmaps(crops: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(runtime.run(crops.numpy())["heatmaps"])
+
+        super().__init__(heatmaps, meta.input_size, decoding, scoring, keypoints, "cpu",
+                         batch_size, meta.box_padding)
+        self.runtime = runtime
+        self.model_name = meta.model_name
+
+    def predict_crop_boxes(self, images: Sequence[np.ndarray], crops: CropBoxes
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints [N, K, 2] (image pixels) and confidences [N, K] of the crops, by
+        :meth:`pose.runtime.OnnxPoseModel.predict` per image (the rows are in image order)."""
+        keypoints, scores = [], []
+        for index in np.unique(crops.image_index).tolist():
+            rows = np.flatnonzero(crops.image_index == index)
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                image_keypoints, image_scores = self.runtime.predict(
+                    images[index], crops.boxes[chunk, :4], self.decoding.flip_test,
+                    self.decoding.post_process)
+                keypoints.append(torch.from_numpy(image_keypoints))
+                scores.append(torch.from_numpy(image_scores))
+        if not keypoints:
+            num_joints = self.keypoints.num_joints
+            return torch.zeros((0, num_joints, 2)), torch.zeros((0, num_joints))
+        return torch.cat(keypoints), torch.cat(scores)
 
 
 def _as_boxes(image: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:

@@ -5,7 +5,8 @@ Images are read ``batch_size`` at a time by a background thread (decoding overla
 the boxes of a batch come from one call of the box source, and all their crops go through the
 model together. A video streams: with ``detector_interval`` 1 its frames are taken 8 at a time
 (:class:`VideoSettings`) the same way; with N > 1 the box source runs every N frames and, in
-between, each person's box is made from its keypoints in the previous frame. ``predictions.json`` grows in a temporary file that
+between, each person's box is made from its keypoints in the previous frame.
+``predictions.json`` grows in a temporary file that
 replaces nothing until the run has finished.
 """
 
