@@ -87,7 +87,7 @@ def check_infer_config(cfg: DictConfig) -> None:
     if (cfg.backend == "onnx") != (cfg.model_file is not None):
         raise ValueError("backend=onnx runs model_file=<file.onnx> (written by pose.export), and "
                          "model_file= needs backend=onnx")
-    if cfg.backend == "onnx" and not OmegaConf.is_missing(cfg, "checkpoint"):
+    if cfg.backend == "onnx" and OmegaConf.select(cfg, "checkpoint", default=None) is not None:
         raise ValueError("backend=onnx runs model_file= (its metadata names the model); "
                          "checkpoint= is for backend=torch")
 
