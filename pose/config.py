@@ -446,10 +446,8 @@ def decode_settings(cfg: Config | DictConfig,
 def build_evaluator(cfg: Config | DictConfig, dataset: TopDownDataset,
                     device: torch.device) -> Evaluator:
     """The evaluator of ``dataset``, chosen by the kind of data (``data.dataset``)."""
-    settings = EvaluationSettings(
-        visibility_threshold=cfg.eval.visibility_threshold, nms=cfg.eval.nms,
-        nms_threshold=cfg.eval.oks_nms_threshold, device=device,
-        metric=getattr(cfg.eval, "metric", None))
+    settings = replace(scoring_settings(cfg), device=device,
+                       metric=getattr(cfg.eval, "metric", None))
     return evaluator_for(cfg.data.dataset, dataset, settings)
 
 
@@ -593,6 +591,13 @@ def training_overrides(overrides: list[str]) -> list[str]:
             if override.key_or_group.split(".")[0].lstrip("+~") in schema]
 
 
+def scoring_settings(cfg: Config | DictConfig) -> EvaluationSettings:
+    """Rescoring and NMS of predicted people (``eval.visibility_threshold``, ``eval.nms``,
+    ``eval.oks_nms_threshold``), as pose.eval and pose.infer apply them."""
+    return EvaluationSettings(visibility_threshold=cfg.eval.visibility_threshold,
+                              nms=cfg.eval.nms, nms_threshold=cfg.eval.oks_nms_threshold)
+
+
 def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: torch.device,
                           batch_size: int = 32, flip_test: bool | None = None,
                           post_process: str | None = None) -> tuple[Any, str]:
@@ -615,9 +620,7 @@ def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: 
     model, weights = model_from_checkpoint(cfg, checkpoint, ours)
     if use_channels_last(cfg.train.channels_last, device):
         model.to(memory_format=torch.channels_last)
-    scoring = EvaluationSettings(visibility_threshold=cfg.eval.visibility_threshold,
-                                 nms=cfg.eval.nms, nms_threshold=cfg.eval.oks_nms_threshold)
-    estimator = PoseEstimator(model, tuple(cfg.data.image_size), decoding, scoring,
+    estimator = PoseEstimator(model, tuple(cfg.data.image_size), decoding, scoring_settings(cfg),
                               keypoint_spec(cfg.data), device, batch_size,
                               codec=cfg.data.codec)
     return estimator, weights

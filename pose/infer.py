@@ -33,6 +33,7 @@ from pose.config import (
     register_configs,
     resolve_device,
     run_reporting_errors,
+    scoring_settings,
     training_overrides,
 )
 from pose.data.media import MediaInput, VideoFrames, resolve_input
@@ -54,7 +55,6 @@ from pose.engine.pipeline import (
 )
 from pose.engine.tracking import PoseTracker
 from pose.evaluation.decode import POST_PROCESSES
-from pose.evaluation.evaluators import EvaluationSettings
 
 register_configs()
 TRACK_METRICS = ("oks", "iou")
@@ -116,11 +116,8 @@ def build_estimator(cli_cfg: DictConfig, device: Any) -> tuple[PoseEstimator, st
     ``model_file=`` (pose.runtime, on the CPU); the phrase naming its weights; the model's
     name."""
     if cli_cfg.backend == "onnx":
-        scoring = EvaluationSettings(visibility_threshold=cli_cfg.eval.visibility_threshold,
-                                     nms=cli_cfg.eval.nms,
-                                     nms_threshold=cli_cfg.eval.oks_nms_threshold)
-        estimator = OnnxPoseEstimator(cli_cfg.model_file, scoring, cli_cfg.batch_size,
-                                      cli_cfg.flip_test, cli_cfg.post_process)
+        estimator = OnnxPoseEstimator(cli_cfg.model_file, scoring_settings(cli_cfg),
+                                      cli_cfg.batch_size, cli_cfg.flip_test, cli_cfg.post_process)
         return estimator, f"the exported model {cli_cfg.model_file}", estimator.model_name
     overrides = training_overrides(list(HydraConfig.get().overrides.task))
     cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
