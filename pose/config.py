@@ -626,17 +626,18 @@ def estimator_from_config(cfg: DictConfig, checkpoint: Any, ours: bool, device: 
     return estimator, weights
 
 
-def compose_infer_config(overrides: list[str]) -> DictConfig:
-    """``conf/infer.yaml`` under ``overrides``, composed outside a Hydra application (for the
-    Python API; inside one, its search path is used)."""
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """``conf/<config_name>.yaml`` ("train", "eval", "infer", "export") under ``overrides``,
+    composed outside a Hydra application (for the Python API and scripts; inside one, its search
+    path is used)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
     if GlobalHydra.instance().is_initialized():
-        return compose("infer", overrides=overrides)
+        return compose(config_name, overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("infer", overrides=overrides)
+        return compose(config_name, overrides=overrides)
 
 
 def estimator_from_checkpoint(path: str, device: str = "auto", overrides: list[str] | None = None,
@@ -645,7 +646,7 @@ def estimator_from_checkpoint(path: str, device: str = "auto", overrides: list[s
     """:func:`estimator_from_config` of the checkpoint at ``path``, its config read as pose.infer
     reads it (``overrides``: training-schema keys, e.g. ``experiment=`` for official weights)."""
     overrides = training_overrides(list(overrides or []))
-    cli_cfg = compose_infer_config(["detector=whole_image", *overrides])
+    cli_cfg = compose_config("infer", ["detector=whole_image", *overrides])
     cli_cfg.checkpoint = path
     cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
     return estimator_from_config(cfg, checkpoint, ours, resolve_device(device), batch_size,

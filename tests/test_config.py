@@ -204,7 +204,7 @@ def test_every_model_has_a_config_group_entry():
 
 def test_demo_preset_runs_on_the_cpu_sized_model():
     cfg = compose_train("experiment=demo")
-    assert cfg.model.name == "hrnet_w16_tiny" and cfg.data.root == "data/demo"
+    assert cfg.model.name == "hrnet_w16_nano" and cfg.data.root == "data/demo"
     # Input sizes must be multiples of 32 for HRNet's four branches to realign.
     assert all(size % 32 == 0 for size in cfg.data.image_size)
     assert [size // 4 for size in cfg.data.image_size] == list(cfg.data.heatmap_size)

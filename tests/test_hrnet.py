@@ -11,7 +11,7 @@ from torch import nn
 from pose.models import HeatmapHead, create_model, list_models
 from pose.models.hrnet import HRNET_VARIANTS
 
-SMALL_VARIANTS = ["hrnet_w16_small", "hrnet_w16_tiny", "hrnet_w8_tiny"]
+SMALL_VARIANTS = ["hrnet_w16_small", "hrnet_w16_tiny", "hrnet_w16_nano", "hrnet_w8_tiny"]
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_training_writes_checkpoints_logs_and_metrics(trained_run, dataset, pyco
     checkpoint = torch.load(trained_run / "last.pt", map_location="cpu", weights_only=False)
     assert checkpoint["step"] == 2
     assert checkpoint["config"]["data"]["root"] == str(dataset)
-    assert checkpoint["config"]["model"]["name"] == "hrnet_w16_tiny"
+    assert checkpoint["config"]["model"]["name"] == "hrnet_w16_nano"
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert list(metrics) == GT_BOX_METRICS and metrics.pop("metric") == "AP"
     assert metrics.pop("EPE") >= 0
@@ -105,7 +105,7 @@ def test_checkpoint_of_another_architecture_is_named(trained_run, tmp_path, run_
     result = run_module("pose.eval", f"checkpoint={trained_run / 'best.pt'}", "model=hrnet_w8_tiny",
                         f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 2
-    assert "trained as hrnet_w16_tiny" in result.stderr
+    assert "trained as hrnet_w16_nano" in result.stderr
     assert "do not fit the model hrnet_w8_tiny" in result.stderr
     assert "Traceback" not in result.stderr
 
