@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import HydraException
 
 from pose.config import compose_config
 from pose.evaluation import format_metrics_table
@@ -72,7 +73,10 @@ def train_launch(experiment: str, overrides: list[str]) -> tuple[list[str], dict
             or any(item.startswith(("train.batch_size=", "device=")) for item in overrides)):
         return single
     config_overrides = [item for item in overrides if not item.startswith("hydra.")]
-    preset = compose_config("train", [f"experiment={experiment}", *config_overrides])
+    try:
+        preset = compose_config("train", [f"experiment={experiment}", *config_overrides])
+    except HydraException:  # a wrong key: pose.train names it in one line
+        return single
     if preset.train.batch_size % 2:
         return single
     print(f"training as two processes (torchrun) of {cores // 2} thread(s) and "
