@@ -78,8 +78,9 @@ class DataConfig(AugmentationParams):
     image_size: list[int] = field(default_factory=lambda: [192, 256])  # network input (w, h), px
     heatmap_size: list[int] = field(default_factory=lambda: [48, 64])  # heatmap (w, h), cells
     sigma: float = 2.0  # Gaussian target standard deviation, heatmap cells
-    # How joints become crops and targets: "heatmap" (official HRNet) or "udp" (unbiased data
-    # processing, Huang et al. 2020; evaluate with eval.post_process=udp).
+    # How joints become crops and targets: "heatmap" (official HRNet), "dark" (the official crop
+    # with DARK's unbiased targets, Zhang et al. 2020: peaks at the exact sub-cell position) or
+    # "udp" (unbiased data processing, Huang et al. 2020; evaluate with eval.post_process=udp).
     codec: str = "heatmap"
     num_workers: int = 4
     # Training loader speed-ups (data/README.md). reduced_decoding: decode JPEGs at 1/2, 1/4 or

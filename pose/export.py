@@ -97,10 +97,11 @@ def export(cli_cfg: DictConfig) -> Path:
     overrides = training_overrides(list(HydraConfig.get().overrides.task))
     cfg, checkpoint, ours = checkpoint_config(cli_cfg, overrides)
     check_eval_config(cfg.eval, cfg.data.codec)
-    if cfg.data.codec != "heatmap":
+    if cfg.data.codec == "udp":
         # pose.runtime cuts and decodes with the official geometry only; UDP's differs by a pixel.
         raise ValueError(f"data.codec={cfg.data.codec}: pose.export writes models of the official "
-                         "heatmap codec only (pose.runtime has no UDP crop or decoding)")
+                         "grid only, data.codec=heatmap or dark (pose.runtime has no UDP crop or "
+                         "decoding)")
     model, weights = model_from_checkpoint(cfg, checkpoint, ours)
     model.eval()
     input_size = tuple(cfg.data.image_size)

@@ -311,5 +311,5 @@ def test_codec_and_decoding_must_match(codec, post_process):
 def test_unknown_codec_is_named():
     cfg = compose_train("experiment=demo", "data.codec=udpp")
     with pytest.raises(ValueError, match="data.codec='udpp' is not known: expected one of "
-                                         "heatmap, udp"):
+                                         "heatmap, dark, udp"):
         check_eval_config(cfg.eval, cfg.data.codec)

@@ -27,6 +27,7 @@ from torch import nn
 from pose.data import CocoKeypoints
 from pose.data.keypoints import COCO_KEYPOINTS
 from pose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pose.engine.checkpoint import load_checkpoint, save_checkpoint
 from pose.engine.export import (
     BOX_PADDING,
     HEATMAP_TOLERANCE,
@@ -395,3 +396,27 @@ def test_output_path_and_batch_checks(tmp_path):
     for bad in ("0", "-1", "many"):
         with pytest.raises(ValueError, match="is not 'dynamic' or a positive batch size"):
             parse_batch(bad)
+
+
+@pytest.mark.slow
+def test_export_takes_the_official_grid_codecs_only(lite_checkpoint, tmp_path, run_module):
+    """data.codec=dark shares the official crop and grid, so pose.runtime decodes its models;
+    UDP's grid is another, refused in one line."""
+    checkpoint = load_checkpoint(lite_checkpoint)
+    for codec, post_process in (("dark", "dark"), ("udp", "udp")):
+        checkpoint["config"]["data"]["codec"] = codec
+        checkpoint["config"]["eval"]["post_process"] = post_process
+        path = tmp_path / codec / "best.pt"
+        path.parent.mkdir()
+        save_checkpoint(path, checkpoint)
+        result = run_module("pose.export", f"checkpoint={path}", "parity_crops=2")
+        if codec == "dark":
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert path.with_suffix(".onnx").is_file()
+        else:
+            assert result.returncode == 2
+            assert result.stderr.strip() == (
+                "pose.export: error: data.codec=udp: pose.export writes models of the official "
+                "grid only, data.codec=heatmap or dark (pose.runtime has no UDP crop or "
+                "decoding)")
+            assert not path.with_suffix(".onnx").exists()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pose.data.targets import heatmap_targets, udp_heatmap_targets
+from pose.data.targets import BATCH_ENCODERS
 from pose.data.transforms import CODECS, IMAGENET_MEAN, IMAGENET_STD, adjust_colour, normalise
 
 
@@ -75,10 +75,9 @@ class DeviceAugmentation:
         colour_jitter: apply the batch's ``colour`` factors (False: skip the step, which is the
             identity when no jitter is configured).
         mean, std: normalisation (ImageNet's).
-        codec: the dataset's codec (``pose.data.transforms.CODECS``): "heatmap" targets
-            (:func:`pose.data.targets.heatmap_targets`) or "udp" ones
-            (:func:`pose.data.targets.udp_heatmap_targets`); the crop matrices come with the
-            batch, so the crop follows the codec already.
+        codec: the dataset's codec (``pose.data.transforms.CODECS``), which picks the targets
+            (:data:`pose.data.targets.BATCH_ENCODERS`); the crop matrices come with the batch,
+            so the crop follows the codec already.
     """
 
     def __init__(
@@ -117,8 +116,7 @@ class DeviceAugmentation:
         if self.colour_jitter:
             crops = adjust_colour(crops, batch["colour"])
         batch["image"] = normalise(crops, self.mean, self.std)
-        make_targets = udp_heatmap_targets if self.codec == "udp" else heatmap_targets
-        batch["target"], batch["target_weight"] = make_targets(
+        batch["target"], batch["target_weight"] = BATCH_ENCODERS[self.codec](
             batch["crop_joints"], batch["joints"][..., 2], self.image_size, self.heatmap_size,
             self.sigma,
         )

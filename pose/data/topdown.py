@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, get_worker_info
 from pose.data.device import DeviceAugmentation
 from pose.data.exif import jpeg_exif_orientation
 from pose.data.keypoints import KeypointSpec
-from pose.data.targets import gaussian_heatmaps, udp_gaussian_heatmaps
+from pose.data.targets import PERSON_ENCODERS, official_peak_offset
 from pose.data.transforms import (
     CODECS,
     COLOUR_JITTERS,
@@ -91,10 +91,11 @@ class TopDownDataset(Dataset):
             default, and off for the exactness tests).
         device_augmentation: return the decoded image and its crop matrix instead of the crop
             and targets (see :class:`pose.data.DeviceAugmentation`, :meth:`batch_transform`).
-        codec: "heatmap" (the official crop and targets, default) or "udp" (unbiased data
+        codec: "heatmap" (the official crop and targets, default), "dark" (the official crop,
+            :func:`pose.data.targets.dark_gaussian_heatmaps` targets) or "udp" (unbiased data
             processing: :func:`pose.data.transforms.get_udp_affine_transform` crops and
-            :func:`pose.data.targets.udp_gaussian_heatmaps` targets); decode its predictions
-            with ``post_process="udp"``.
+            :func:`pose.data.targets.udp_gaussian_heatmaps` targets; decode its predictions
+            with ``post_process="udp"``).
 
     Items are dicts: ``image`` float32 [3, h, w] (RGB, ImageNet-normalised), ``target`` float32
     [K, hh, hw], ``target_weight`` float32 [K], ``center`` float32 [2] and ``scale`` float32 [2]
@@ -135,6 +136,11 @@ class TopDownDataset(Dataset):
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
+        if codec == "heatmap" and official_peak_offset(sigma):
+            raise ValueError(f"sigma={sigma} does not go with codec 'heatmap': its official "
+                             "targets peak a cell before the joint when 3 sigma has a fraction "
+                             "below one half; use codec 'dark' (sub-cell targets) or a sigma "
+                             "such as 1, 1.25 or 2")
         if len(image_size) != 2 or len(heatmap_size) != 2:
             raise ValueError(
                 f"image_size and heatmap_size must be (width, height), got {image_size} and "
@@ -384,9 +390,8 @@ class TopDownDataset(Dataset):
             rgb = torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1)
             jittered = adjust_colour(rgb, torch.tensor(colour)).to(torch.uint8)
             crop = np.ascontiguousarray(jittered.permute(1, 2, 0).numpy()[:, :, ::-1])
-        encode = udp_gaussian_heatmaps if self.codec == "udp" else gaussian_heatmaps
-        target, target_weight = encode(crop_joints, visible, self.image_size, self.heatmap_size,
-                                       self.sigma)
+        target, target_weight = PERSON_ENCODERS[self.codec](
+            crop_joints, visible, self.image_size, self.heatmap_size, self.sigma)
         return {
             "image": torch.from_numpy(normalise_bgr(crop, IMAGENET_MEAN, IMAGENET_STD)),
             "target": torch.from_numpy(target),

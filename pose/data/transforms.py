@@ -24,8 +24,9 @@ from pose.data.keypoints import flip_permutation
 
 PIXEL_STD = 200.0
 # How keypoints become crops and targets (and back): "heatmap", the official HRNet crop and
-# targets; "udp", unbiased data processing (get_udp_affine_transform, udp_heatmap_targets).
-CODECS = ("heatmap", "udp")
+# targets; "dark", the official crop with DARK's unbiased targets (dark_heatmap_targets);
+# "udp", unbiased data processing (get_udp_affine_transform, udp_heatmap_targets).
+CODECS = ("heatmap", "dark", "udp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -221,11 +222,11 @@ def crop_affine_transform(
     rotation_deg: float,
     output_size: Sequence[int] | np.ndarray,
 ) -> np.ndarray:
-    """The [2, 3] image-to-crop map of ``codec``: "heatmap" (:func:`get_affine_transform`, the
-    official crop) or "udp" (:func:`get_udp_affine_transform`)."""
+    """The [2, 3] image-to-crop map of ``codec``: "heatmap" and "dark"
+    (:func:`get_affine_transform`, the official crop) or "udp" (:func:`get_udp_affine_transform`)."""
     if codec == "udp":
         return get_udp_affine_transform(center, scale, rotation_deg, output_size)
-    if codec == "heatmap":
+    if codec in ("heatmap", "dark"):
         return get_affine_transform(center, scale, rotation_deg, output_size)
     raise ValueError(f"codec={codec!r} is not known: expected one of {', '.join(CODECS)}")
 
