@@ -27,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=320, help="image height in pixels")
     parser.add_argument("--subject", choices=sorted(SUBJECTS), default="person",
                         help="what the images show")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that render the images (the files do not depend on it)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         summary = generate_coco_dataset(
             args.out, num_train_images=args.num_train, num_val_images=args.num_val,
             seed=args.seed, image_size=(args.width, args.height), subject=args.subject,
+            workers=args.workers,
         )
     except (FileExistsError, ValueError) as error:
         print(f"make_synthetic_coco: {error}", file=sys.stderr)

@@ -75,6 +75,14 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(
         assert other[name] != reference[name]
 
 
+def test_rendering_in_processes_gives_the_same_bytes(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pose.synthetic.coco.RENDER_CHUNK", 4)  # chunks of 4 and 2 images
+    generate_coco_dataset(tmp_path / "parallel", num_train_images=NUM_TRAIN,
+                          num_val_images=NUM_VAL, seed=SEED, image_size=IMAGE_SIZE, workers=2)
+    assert _all_files(tmp_path / "parallel") == _all_files(dataset_root)
+
 # pycocotools' mask decoding warns under numpy 2; that is its business, not ours.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
 def test_json_loads_in_pycocotools_with_coco_structure(dataset_root: Path) -> None:

@@ -13,11 +13,14 @@ can be re-created from its seed alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from pose.synthetic.scenes import (
 )
 
 SPLIT_CODES = {"train2017": 0, "val2017": 1}
+RENDER_CHUNK = 100  # images per task when several processes render
 DETECTIONS_FILE = "person_detections_val2017.json"
 DEFAULT_JPEG_QUALITY = 92
 
@@ -102,15 +106,14 @@ def _categories(subject: Subject) -> list[dict[str, Any]]:
     }]
 
 
-def _write_split(
-    root: Path, split: str, num_images: int, seed: int, image_size: tuple[int, int],
+def _render_images(
+    image_dir: Path, split: str, indices: range, seed: int, image_size: tuple[int, int],
     jpeg_quality: int, params: SceneParams, subject: Subject,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Render ``num_images`` images into ``root/split``; the annotation dict and the detections."""
-    image_dir = root / split
-    image_dir.mkdir(parents=True)
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Render the images ``indices`` of ``split`` into ``image_dir``; their image entries,
+    annotations and (val only) detections. Each image depends only on (seed, split, index)."""
     images, annotations, detections = [], [], []
-    for index in range(num_images):
+    for index in indices:
         image_id = image_id_for(split, index)
         rng = image_rng(seed, split, index)
         scene = sample_scene(rng, image_size, params, subject.sample_figure)
@@ -129,6 +132,29 @@ def _write_split(
         if split == "val2017":
             detections.extend(simulate_detections(rng, image_id, people, image_size,
                                                   category_id=subject.category_id))
+    return images, annotations, detections
+
+
+def _write_split(
+    root: Path, split: str, num_images: int, seed: int, image_size: tuple[int, int],
+    jpeg_quality: int, params: SceneParams, subject: Subject, pool: Executor | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Render ``num_images`` images into ``root/split`` (in ``pool``'s processes if given, in
+    chunks joined in index order); the annotation dict and the detections."""
+    image_dir = root / split
+    image_dir.mkdir(parents=True)
+    render = (image_dir, split)
+    settings = (seed, image_size, jpeg_quality, params, subject)
+    chunks = [range(start, min(start + RENDER_CHUNK, num_images))
+              for start in range(0, num_images, RENDER_CHUNK)]
+    if pool is None:
+        parts = [_render_images(*render, chunk, *settings) for chunk in chunks]
+    else:
+        parts = list(pool.map(_render_images, *zip(*[(*render, chunk, *settings)
+                                                     for chunk in chunks], strict=True)))
+    images = [entry for part in parts for entry in part[0]]
+    annotations = [entry for part in parts for entry in part[1]]
+    detections = [entry for part in parts for entry in part[2]]
     dataset = {
         "info": {"description": subject.description, "version": "1.0", "seed": seed},
         "licenses": [],
@@ -170,6 +196,7 @@ def generate_coco_dataset(
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     scene_params: SceneParams | None = None,
     subject: str = "person",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Generate a synthetic COCO-format keypoint dataset in ``out_dir``: people (COCO's 17
     keypoints) or another ``subject`` of :data:`SUBJECTS`.
@@ -190,6 +217,8 @@ def generate_coco_dataset(
         jpeg_quality: OpenCV JPEG quality (1..100).
         scene_params: how hard the scenes are (None: the :class:`SceneParams` defaults).
         subject: "person" or "quadruped" (the keypoint set ``conf/keypoints/quadruped.yaml``).
+        workers: processes that render the images (1: this one). The files are the same for
+            any count.
 
     Returns:
         A summary: ``root``, ``image_size``, ``train_images``, ``train_people``, ``val_images``,
@@ -210,16 +239,21 @@ def generate_coco_dataset(
         annotation_dir = staging / "annotations"
         annotation_dir.mkdir()
         summary: dict[str, Any] = {"root": str(out_dir), "image_size": [width, height]}
-        for split, count in (("train2017", num_train_images), ("val2017", num_val_images)):
-            dataset, detections = _write_split(staging, split, count, seed, (width, height),
-                                               jpeg_quality, scene_params or SceneParams(), drawn)
-            name = split.removesuffix("2017")
-            (annotation_dir / drawn.annotation_file(split)).write_text(json.dumps(dataset))
-            summary[f"{name}_images"] = len(dataset["images"])
-            summary[f"{name}_people"] = len(dataset["annotations"])
-            if split == "val2017":
-                (annotation_dir / drawn.detections_file).write_text(json.dumps(detections))
-                summary["val_detections"] = len(detections)
+        # Spawned, not forked: the caller may hold threads (torch's, OpenCV's) a fork would copy.
+        pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                if workers > 1 else None)
+        with pool or contextlib.nullcontext():
+            for split, count in (("train2017", num_train_images), ("val2017", num_val_images)):
+                dataset, detections = _write_split(staging, split, count, seed, (width, height),
+                                                   jpeg_quality, scene_params or SceneParams(),
+                                                   drawn, pool)
+                name = split.removesuffix("2017")
+                (annotation_dir / drawn.annotation_file(split)).write_text(json.dumps(dataset))
+                summary[f"{name}_images"] = len(dataset["images"])
+                summary[f"{name}_people"] = len(dataset["annotations"])
+                if split == "val2017":
+                    (annotation_dir / drawn.detections_file).write_text(json.dumps(detections))
+                    summary["val_detections"] = len(detections)
         _refuse_existing(out_dir)
         if out_dir.exists():
             # Move the image folders first: the annotations folder marks a finished dataset.
